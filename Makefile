@@ -1,0 +1,45 @@
+# Entry points: `make demo` (the main job on the simulated engine) and `make test` (every test).
+# Both create .venv, install the Python dependencies and build the Rust core into it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: venv install demo test lint rust-test py-test bench clean
+
+$(VENV)/.deps-stamp: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.24" "tokenizers>=0.19" "jinja2>=3" \
+		"huggingface_hub>=0.20" "pytest>=8" "ruff>=0.6" "prometheus_client>=0.20"
+	touch $@
+
+venv: $(VENV)/.deps-stamp
+
+# Editable install of the Python package with a release build of the Rust core (target/ reused).
+install: venv
+	maturin develop --release -q
+
+demo: install
+	$(PY) -m sonic demo
+
+lint: venv
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features python -- -D warnings
+	ruff check python tests benchmarks
+	ruff format --check python tests benchmarks
+
+rust-test:
+	cargo test
+
+py-test: install
+	$(PY) -m pytest -q -ra
+
+test: lint rust-test py-test
+
+bench: install
+	$(PY) benchmarks/client_overhead.py
+
+clean:
+	rm -rf $(VENV) target

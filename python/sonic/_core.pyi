@@ -1,0 +1,87 @@
+"""Typed stub of the Rust extension ``sonic._core`` (see src/lib.rs for the boundary)."""
+
+from typing import Any, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class CoreError(Exception):
+    """Bad configuration handed to the core (message says which field and why)."""
+
+# ---------------------------------------------------------------- simulated engine
+
+class SimServer:
+    """A running simulated engine on a background runtime."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    def stop(self) -> None: ...
+
+def start_sim(options_json: str) -> SimServer:
+    """Start the simulated engine in the background; ``options_json`` is a JSON object of
+    SimOptions (see sonic/sim.py). Port 0 picks a free port."""
+
+def serve_sim(options_json: str) -> None:
+    """Run the simulated engine in the foreground until SIGINT/SIGTERM (GIL released)."""
+
+# ---------------------------------------------------------------- benchmark run
+
+class Progress(TypedDict):
+    total: int
+    dispatched: int
+    completed: int
+    failed: int
+    in_flight: int
+    elapsed_s: float
+    finished: bool
+
+class Records(TypedDict):
+    """Columnar per-request and per-chunk records of one run.
+
+    Times are int64 nanoseconds on one monotonic clock, relative to the run's t0.
+    ``chunk_offsets[i]:chunk_offsets[i+1]`` are request i's chunks (in arrival order);
+    ``text[chunk_text_offsets[j]:chunk_text_offsets[j+1]]`` is chunk j's text (UTF-8).
+    chunk_kind: 0 = choice with non-empty text, 1 = choice with empty text (e.g. role-only
+    delta), 2 = event without choices (usage-only, keep-alive), 3 = ``[DONE]``.
+    -1 in sent_ns/end_ns means never sent / never ended; -1 in token counts means no usage.
+    """
+
+    t0_unix_ns: int
+    t0_mono_ns: int
+    cancelled: bool
+    intended_ns: npt.NDArray[np.int64]
+    sent_ns: npt.NDArray[np.int64]
+    end_ns: npt.NDArray[np.int64]
+    http_status: npt.NDArray[np.int32]
+    prompt_tokens: npt.NDArray[np.int64]
+    completion_tokens: npt.NDArray[np.int64]
+    error: list[str | None]
+    finish_reason: list[str | None]
+    chunk_offsets: npt.NDArray[np.int64]
+    chunk_ns: npt.NDArray[np.int64]
+    chunk_kind: npt.NDArray[np.uint8]
+    chunk_text_offsets: npt.NDArray[np.int64]
+    text: bytes
+
+class RunHandle:
+    """A run in progress on the core's runtime."""
+
+    def poll(self) -> Progress: ...
+    def cancel(self, abort_in_flight: bool = False) -> None:
+        """Stop dispatching; with ``abort_in_flight`` also cancel requests in flight
+        (recorded as cancelled errors)."""
+    def wait(self, timeout_s: float | None = None) -> Records | None:
+        """Block (GIL released) until the run ends; ``None`` if ``timeout_s`` passed first."""
+
+def start_run(config_json: str) -> RunHandle:
+    """Start a run described by a JSON RunConfig (see sonic/client.py)."""
+
+def schedule_preview(schedule_json: str, n: int) -> npt.NDArray[np.float64]:
+    """Intended arrival offsets in seconds for n requests (precomputed convention)."""
+

@@ -1,0 +1,7 @@
+"""User-facing errors: the CLI prints them as one line and exits with code 2."""
+
+
+class SonicError(Exception):
+    """An error caused by the user's input or environment, reported without a traceback."""
+
+    exit_code = 2

@@ -1,0 +1,29 @@
+//! sonic-bench's Rust core, loaded by Python as `sonic._core`.
+//!
+//! The boundary: Python owns the user's world (CLI, datasets, tokenizers, metrics over the
+//! records, result files, reports). Rust owns everything whose timing we report: the arrival
+//! schedule, the streaming HTTP/SSE client, the per-chunk recorder and the simulated engine.
+//! Python hands Rust a fully prepared run (prompts, lengths, request options) and gets back
+//! columnar records; nothing that Python does is ever inside a measured interval.
+//!
+//! The simulated engine (`sim`) shares no code with the client, so it can judge the client.
+
+pub mod client;
+pub mod error;
+pub mod recorder;
+pub mod schedule;
+pub mod sim;
+
+#[cfg(feature = "python")]
+mod bindings;
+
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
+
+/// The extension module `sonic._core`: thin bindings, one file per area under `bindings/`.
+#[cfg(feature = "python")]
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    bindings::register(m)
+}
