@@ -1,6 +1,6 @@
 """Typed stub of the Rust extension ``sonic._core`` (see src/lib.rs for the boundary)."""
 
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -84,4 +84,3 @@ def start_run(config_json: str) -> RunHandle:
 
 def schedule_preview(schedule_json: str, n: int) -> npt.NDArray[np.float64]:
     """Intended arrival offsets in seconds for n requests (precomputed convention)."""
-

@@ -1,0 +1,352 @@
+"""One benchmark, top to bottom: workload → schedule → client → records → metrics → results.
+
+``run_benchmark(args)`` is what ``sonic run`` does; the suite calls ``run_point`` for each of
+its runs. Python prepares everything (prompts, lengths, request bodies) before the Rust core
+starts the clock, and only reads the records after it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sonic.compat.runargs import RunArgs
+from sonic.errors import SonicError
+
+READY_RETRY_S = 5.0
+
+
+@dataclass
+class PointOutcome:
+    """What one run (one rate × concurrency point) produced."""
+
+    exit_code: int
+    result: dict[str, Any] | None
+    result_path: Path | None
+    metrics: Any
+    records: Any
+    reasons: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- server probes
+
+
+def _get_json(url: str, timeout: float = 5.0) -> Any:
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (user-given URL)
+        return json.loads(resp.read().decode("utf-8", errors="replace"))
+
+
+def check_reachable(base_url: str, timeout: float = 5.0) -> None:
+    """Fail fast with one line when nothing listens at the server's address."""
+    parts = urlsplit(base_url)
+    if parts.scheme != "http":
+        raise SonicError(
+            f"unsupported URL scheme {parts.scheme!r} in {parts.scheme}://{parts.hostname}: "
+            "sonic's client speaks plain http (put a TLS-terminating proxy in front)"
+        )
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SonicError(f"cannot connect to the server at {host}:{port}: {reason}") from None
+
+
+def discover_model(base_url: str) -> str:
+    """The first model id from /v1/models (vLLM's behaviour when --model is not given)."""
+    try:
+        doc = _get_json(base_url + "/v1/models")
+        return str(doc["data"][0]["id"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SonicError(
+            f"--model not given and {base_url}/v1/models gave no model id ({exc}); pass --model"
+        ) from None
+
+
+def is_simulated(base_url: str) -> bool:
+    """True when the server says it is sonic's simulated engine (its /version tells)."""
+    try:
+        doc = _get_json(base_url + "/version", timeout=2.0)
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and bool(doc.get("simulated"))
+
+
+# ---------------------------------------------------------------- workload
+
+
+def load_workload(args: RunArgs):
+    """Tokenizer and sampled requests for ``args`` (identical for every engine given a seed)."""
+    from sonic.datasets import DatasetArgs, sample_requests
+    from sonic.tokenizer import load_tokenizer
+
+    t, d = args.target, args.dataset
+    name = t.tokenizer or t.model
+    if not name:
+        raise SonicError("no tokenizer: pass --tokenizer or --model")
+    tokenizer = load_tokenizer(name, trust_remote_code=t.trust_remote_code)
+    ratio = d.random_range_ratio
+    dargs = DatasetArgs(
+        name=d.name,
+        path=d.path,
+        num_prompts=d.num_prompts,
+        seed=d.seed,
+        compat="max" if args.profile.name.startswith("max") else "vllm",
+        endpoint_is_chat=t.api == "chat",
+        sharegpt_output_len=d.sharegpt_output_len,
+        sonnet_input_len=d.sonnet_input_len,
+        sonnet_output_len=d.sonnet_output_len,
+        sonnet_prefix_len=d.sonnet_prefix_len,
+        random_input_len=d.random_input_len,
+        random_output_len=d.random_output_len,
+        random_prefix_len=d.random_prefix_len,
+        random_range_ratio=ratio[0] if ratio[0] == ratio[1] else ratio,
+        custom_output_len=d.custom_output_len,
+        skip_chat_template=d.skip_chat_template,
+        hf_subset=d.hf_subset,
+        hf_split=d.hf_split,
+        hf_output_len=d.hf_output_len,
+        disable_shuffle=not d.shuffle,
+        no_oversample=not d.oversample,
+        trust_remote_code=t.trust_remote_code,
+    )
+    samples = sample_requests(dargs, tokenizer)
+    if not samples:
+        raise SonicError(f"dataset {d.name!r} gave no usable prompts")
+    return tokenizer, samples
+
+
+def _max_tokens(args: RunArgs, expected: int | None, index: int) -> int | None:
+    lengths = args.dataset.output_lengths
+    if isinstance(lengths, int):
+        expected = lengths
+    elif isinstance(lengths, tuple) and lengths:
+        expected = lengths[index % len(lengths)]
+    cap = args.dataset.max_output_len
+    values = [v for v in (expected, cap) if v is not None]
+    return min(values) if values else None
+
+
+def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None):
+    """The Rust core's RunConfig for one sweep point."""
+    from sonic import client
+
+    t, tr = args.target, args.traffic
+    headers = list(t.headers.items())
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and not any(k.lower() == "authorization" for k, _ in headers):
+        headers.append(("Authorization", f"Bearer {key}"))
+    requests = [
+        client.RequestSpec(
+            prompt=None if s.messages else s.prompt,
+            messages=s.messages,
+            max_tokens=_max_tokens(args, s.expected_output_len, i),
+        )
+        for i, s in enumerate(samples)
+    ]
+    rate = tr.request_rate
+    ramp = None
+    if tr.ramp_up_strategy:
+        ramp = client.RampUp(
+            strategy=tr.ramp_up_strategy,
+            start_rps=float(tr.ramp_up_start_rps or 0.0),
+            end_rps=float(tr.ramp_up_end_rps or 0.0),
+        )
+    schedule = client.ScheduleSpec(
+        request_rate=None if math.isinf(rate) else rate,
+        burstiness=None if math.isinf(tr.burstiness) else tr.burstiness,
+        ramp_up=ramp,
+        convention=tr.arrival,
+        seed=args.dataset.seed if schedule_seed is None else schedule_seed,
+    )
+    return client.RunConfig(
+        base_url=t.base_url,
+        endpoint=t.endpoint,
+        api=t.api,
+        model=t.request_model or "",
+        headers=headers,
+        request_id_prefix=t.request_id_prefix,
+        timeout_s=t.request_timeout_s,
+        body=client.BodyOptions(
+            max_tokens_field=args.max_tokens_field,
+            include_usage=False,  # already in static_body() when the profile sends it
+            ignore_eos=None,
+            fields=args.static_body(),
+            extra_body={},
+        ),
+        requests=requests,
+        schedule=schedule,
+        max_concurrency=tr.max_concurrency,
+        max_duration_s=tr.max_benchmark_duration_s,
+    )
+
+
+def _untimed(config, samples, n: int):
+    """A copy of ``config`` that sends the first request ``n`` times at once, untimed."""
+    from dataclasses import replace
+
+    from sonic import client
+
+    first = config.requests[0]
+    return replace(
+        config,
+        requests=[first] * n,
+        schedule=client.ScheduleSpec(
+            request_rate=None, burstiness=None, ramp_up=None, convention="precomputed", seed=0
+        ),
+        max_concurrency=None,
+        max_duration_s=None,
+        request_id_prefix=config.request_id_prefix + "warmup-",
+    )
+
+
+def send_test_prompt(args: RunArgs, config, samples) -> None:
+    """The untimed test request(s) before the run: readiness check and warm-up."""
+    from sonic import client
+
+    tr = args.traffic
+    n = max(tr.num_warmups, 1 if tr.test_prompt else 0)
+    if n == 0:
+        return
+    deadline = time.monotonic() + max(tr.ready_check_timeout_s, 0.0)
+    while True:
+        records = client.run(_untimed(config, samples, n), progress=False)
+        errors = [e for e in records.error if e is not None]
+        if not errors:
+            return
+        if time.monotonic() >= deadline:
+            raise SonicError(f"the test request failed: {errors[0]}")
+        time.sleep(READY_RETRY_S)
+
+
+# ---------------------------------------------------------------- one point
+
+
+def run_point(
+    args: RunArgs,
+    tokenizer,
+    samples,
+    *,
+    simulated: bool = False,
+    progress: bool | None = None,
+    out=None,
+) -> PointOutcome:
+    """Run one rate × concurrency point, compute its metrics, print and save its results."""
+    from sonic import client, console, results
+    from sonic.metrics import MetricRules, compute_metrics, token_counter
+
+    out = sys.stdout if out is None else out
+    config = build_run_config(args, samples)
+    send_test_prompt(args, config, samples)
+    show = (not args.output.disable_tqdm) if progress is None else progress
+    records = client.run(config, progress=show)
+
+    p = args.profile
+    rules = MetricRules.for_compat("max" if p.name.startswith("max") else "vllm")
+    metrics = compute_metrics(
+        records,
+        rules,
+        [s.prompt_len for s in samples],
+        count_tokens=token_counter(tokenizer),
+        goodput=args.metrics.goodput,
+        percentiles=args.metrics.metric_percentiles,
+    )
+    dialect = p.json_dialect
+    info = make_info(args, simulated=simulated)
+    outcome = results.run_outcome(dialect, metrics, args.dataset.num_prompts)
+    console.print_summary(dialect, metrics, info, file=out)
+
+    doc = None
+    path = None
+    o = args.output
+    if results.should_save(dialect, o.save_result, o.append_result, o.result_filename) or (
+        o.save_detailed
+    ):
+        secrets = results.collect_secrets(extra=list(args.target.headers.values()))
+        path = results.result_path(
+            dialect,
+            info,
+            result_dir=o.result_dir,
+            result_filename_arg=o.result_filename,
+            when=info.date,
+        )
+        if o.save_detailed:
+            raw = results.raw_records_path(path)
+            results.write_raw_records(raw, records, metrics, secrets=secrets)
+            info.raw_records_file = raw.name
+        doc = results.build_result(dialect, metrics, info)
+        if outcome.partial:
+            doc.setdefault(results.SONIC_KEY, {})["partial"] = True
+        results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
+        print(f"Results saved to {path}", file=out)
+    for reason in outcome.reasons:
+        print(f"sonic: {reason}", file=sys.stderr)
+    return PointOutcome(
+        exit_code=outcome.exit_code,
+        result=doc,
+        result_path=path,
+        metrics=metrics,
+        records=records,
+        reasons=outcome.reasons,
+    )
+
+
+def make_info(args: RunArgs, *, simulated: bool):
+    from sonic.results import RunInfo
+
+    t, tr, d, o, m = args.target, args.traffic, args.dataset, args.output, args.metrics
+    return RunInfo(
+        backend=t.backend,
+        model_id=t.model or "",
+        num_prompts=d.num_prompts,
+        request_rate=tr.request_rate,
+        tokenizer_id=t.tokenizer,
+        label=o.label,
+        endpoint_type=t.backend,
+        dataset_name=d.name,
+        burstiness=tr.burstiness,
+        max_concurrency=tr.max_concurrency,
+        ramp_up_strategy=tr.ramp_up_strategy,
+        ramp_up_start_rps=tr.ramp_up_start_rps,
+        ramp_up_end_rps=tr.ramp_up_end_rps,
+        metadata=dict(o.metadata),
+        server_args=t.server_args,
+        client_args=args.client_args(),
+        percentile_metrics=list(m.percentile_metrics),
+        metric_percentiles=list(m.metric_percentiles),
+        save_detailed=o.save_detailed,
+        simulated=simulated,
+    )
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_benchmark(args: RunArgs) -> int:
+    """``sonic run``: every sweep point in turn; the worst exit code wins."""
+    check_reachable(args.target.base_url)
+    if args.target.model is None:
+        args = args.with_model(discover_model(args.target.base_url))
+    simulated = is_simulated(args.target.base_url)
+    tokenizer, samples = load_workload(args)
+    code = 0
+    for point in args.points():
+        outcome = run_point(point, tokenizer, samples, simulated=simulated)
+        code = max(code, outcome.exit_code)
+        if outcome.exit_code == 130:
+            break
+    return code

@@ -1,0 +1,777 @@
+"""Every flag of vLLM `bench serve` and MAX benchmark_serving.py (G1-G3) and what sonic does.
+
+Each flag has one status:
+
+- ``implemented``: parsed, validated and carried in ``RunArgs``.
+- ``accepted``: changes nothing sonic measures (progress, plots, logging, or options of a
+  dataset/feature that is itself refused); accepted so scripts keep working, and recorded in
+  ``RunArgs.accepted_ignored``.
+- ``refused``: would change what is measured and is not implemented; an error naming the flag
+  and the reason. ``harmless`` lists values that keep the tool's default behaviour (e.g.
+  ``--num-iters 1``), which are accepted instead.
+
+The table drives the argparse parser, the help text and the tests, so a flag cannot be parsed
+without a documented status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IMPLEMENTED = "implemented"
+ACCEPTED = "accepted"
+REFUSED = "refused"
+
+# Where a flag comes from, as shown in --help.
+ORIGINS = {"both": "", "vllm": "vLLM", "max": "MAX", "sonic": "sonic"}
+
+# Help sections, in display order.
+GROUPS = {
+    "compat": "compatibility profile",
+    "target": "server and endpoint",
+    "model": "model and tokenizer",
+    "dataset": "dataset and prompts",
+    "traffic": "traffic: arrivals and concurrency",
+    "prerun": "warm-up and readiness",
+    "sampling": "sampling and request body",
+    "metrics": "metrics",
+    "results": "results files",
+    "telemetry": "telemetry and console",
+}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag. ``kind``: ``value`` (one string), ``bool`` (bare = true, also
+    ``--flag=false`` and a generated ``--no-flag``) or ``list`` (zero or more values, repeats
+    accumulate)."""
+
+    name: str
+    status: str
+    origin: str
+    kind: str = "value"
+    group: str = ""
+    help: str = ""
+    metavar: str = ""
+    default: str = ""  # shown in --help when no profile sets a default for this flag
+    aliases: tuple[str, ...] = ()
+    reason: str = ""  # why a refused flag is refused / why an accepted one does nothing
+    harmless: tuple[str, ...] = ()
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_").replace(".", "_")
+
+    @property
+    def negation(self) -> str | None:
+        """The generated ``--no-X`` form of a boolean flag (not for flags already negative)."""
+        if self.kind != "bool" or self.name.startswith("--no-"):
+            return None
+        return "--no-" + self.name[2:]
+
+
+def _impl(name, group, origin, help, kind="value", metavar="", default="", aliases=()):
+    return Flag(name, IMPLEMENTED, origin, kind, group, help, metavar, default, tuple(aliases))
+
+
+def _acc(name, origin, reason, kind="value"):
+    return Flag(name, ACCEPTED, origin, kind, reason=reason)
+
+
+def _ref(name, origin, reason, kind="value", harmless=()):
+    return Flag(name, REFUSED, origin, kind, reason=reason, harmless=tuple(harmless))
+
+
+_FALSE = ("false", "0", "no", "off")
+_UNUSED_DATASET = "only used by a dataset sonic refuses"
+
+FLAGS: tuple[Flag, ...] = (
+    # --- compatibility -------------------------------------------------------------------
+    _impl(
+        "--compat",
+        "compat",
+        "sonic",
+        "conventions to reproduce: vllm (vLLM `bench serve`) or max (MAX "
+        "benchmark_serving.py); default max for --backend modular/modular-chat, else vllm",
+        metavar="{vllm,max}",
+    ),
+    # --- server and endpoint -------------------------------------------------------------
+    _impl(
+        "--backend",
+        "target",
+        "both",
+        "server kind; names the result and picks the default endpoint (the endpoint's "
+        "suffix decides the request format; a chat endpoint turns vllm into vllm-chat)",
+        metavar="NAME",
+        aliases=("--endpoint-type",),
+    ),
+    _impl(
+        "--base-url",
+        "target",
+        "both",
+        "server URL (scheme://host:port[/prefix]); replaces --host/--port",
+        metavar="URL",
+    ),
+    _impl("--host", "target", "both", "server host", metavar="HOST"),
+    _impl("--port", "target", "both", "server port", metavar="PORT", default="8000"),
+    _impl(
+        "--endpoint",
+        "target",
+        "both",
+        "API path; default per backend: /v1/completions, /v1/chat/completions for *-chat, "
+        "/generate_stream for tgi, /v2/models/ensemble/generate_stream for trt-llm",
+        metavar="PATH",
+    ),
+    _impl(
+        "--header",
+        "target",
+        "vllm",
+        "extra HTTP header(s) KEY=VALUE; values are never logged or saved",
+        kind="list",
+        metavar="KEY=VALUE",
+    ),
+    _impl(
+        "--request-id-prefix",
+        "target",
+        "vllm",
+        "x-request-id prefix; the request index is appended",
+        metavar="STR",
+        default="bench-<8 hex>-",
+    ),
+    _impl(
+        "--request-timeout-s",
+        "target",
+        "sonic",
+        "per-request timeout in seconds",
+        metavar="S",
+        default="21600 (6 h, as vLLM)",
+    ),
+    _impl("--insecure", "target", "vllm", "skip TLS certificate verification", kind="bool"),
+    _impl(
+        "--server-args",
+        "target",
+        "max",
+        "server launch arguments, copied into the result",
+        metavar="STR",
+        default='""',
+    ),
+    # --- model and tokenizer -------------------------------------------------------------
+    _impl(
+        "--model",
+        "model",
+        "both",
+        "model name (required with --compat max; vllm asks the server's /v1/models)",
+        metavar="NAME",
+    ),
+    _impl(
+        "--served-model-name",
+        "model",
+        "vllm",
+        "model name sent in requests when it differs from --model",
+        metavar="NAME",
+    ),
+    _impl(
+        "--tokenizer",
+        "model",
+        "both",
+        "HF id, local directory or tokenizer.json",
+        metavar="ID|PATH",
+        default="--model",
+    ),
+    _impl(
+        "--trust-remote-code", "model", "both", "allow custom tokenizer code from the Hub", "bool"
+    ),
+    # --- dataset ---------------------------------------------------------------------------
+    _impl(
+        "--dataset-name",
+        "dataset",
+        "both",
+        "sharegpt, sonnet, random, code_debug, custom (JSONL prompt/output_tokens) or hf",
+        metavar="NAME",
+    ),
+    _impl("--dataset-path", "dataset", "both", "local file, or HF id for hf", metavar="PATH"),
+    _impl(
+        "--dataset",
+        "dataset",
+        "max",
+        "deprecated (MAX G1): a ShareGPT file; same as --dataset-name sharegpt --dataset-path",
+        metavar="PATH",
+    ),
+    _impl("--num-prompts", "dataset", "both", "number of requests", metavar="N"),
+    _impl(
+        "--seed",
+        "dataset",
+        "both",
+        "seed of prompts and arrivals; none = draw one",
+        "value",
+        "N|none",
+    ),
+    _impl(
+        "--input-len",
+        "dataset",
+        "vllm",
+        "generic input length (sets --random-input-len)",
+        metavar="N",
+    ),
+    _impl(
+        "--output-len",
+        "dataset",
+        "vllm",
+        "generic output length (sets the output length of random, sharegpt, custom, hf)",
+        metavar="N",
+    ),
+    _impl(
+        "--sharegpt-output-len",
+        "dataset",
+        "both",
+        "fixed output length for sharegpt/code_debug",
+        metavar="N",
+    ),
+    _impl("--sonnet-input-len", "dataset", "both", "", metavar="N", default="550"),
+    _impl("--sonnet-output-len", "dataset", "both", "", metavar="N", default="150"),
+    _impl("--sonnet-prefix-len", "dataset", "both", "", metavar="N", default="200"),
+    _impl("--random-input-len", "dataset", "both", "", metavar="N", default="1024"),
+    _impl("--random-output-len", "dataset", "both", "", metavar="N", default="128"),
+    _impl(
+        "--random-prefix-len",
+        "dataset",
+        "vllm",
+        "fixed random prefix before each prompt",
+        metavar="N",
+        default="0",
+    ),
+    _impl(
+        "--random-range-ratio",
+        "dataset",
+        "both",
+        "length spread; vllm: U[L(1-r), L(1+r)], r in [0,1), also "
+        '{"input":r,"output":r}; max: U[L*r, L], 1.0 = fixed',
+        metavar="R",
+    ),
+    _impl(
+        "--custom-output-len",
+        "dataset",
+        "vllm",
+        "output length for custom; -1 = from the file",
+        metavar="N",
+        default="256",
+    ),
+    _impl("--hf-subset", "dataset", "vllm", "", metavar="NAME"),
+    _impl("--hf-split", "dataset", "vllm", "", metavar="NAME"),
+    _impl("--hf-name", "dataset", "vllm", "", metavar="NAME"),
+    _impl("--hf-output-len", "dataset", "vllm", "", metavar="N"),
+    _impl(
+        "--output-lengths",
+        "dataset",
+        "max",
+        "output length for every request: an integer or a JSON file of lengths",
+        metavar="N|PATH",
+    ),
+    _impl("--max-output-len", "dataset", "max", "cap on each request's max tokens", metavar="N"),
+    _impl("--disable-shuffle", "dataset", "vllm", "keep the dataset's order", "bool"),
+    _impl("--no-oversample", "dataset", "vllm", "do not repeat prompts to reach N", "bool"),
+    _impl(
+        "--skip-chat-template",
+        "dataset",
+        "vllm",
+        "never chat-template prompts (sonnet)",
+        "bool",
+    ),
+    # --- traffic ---------------------------------------------------------------------------
+    _impl(
+        "--request-rate",
+        "traffic",
+        "both",
+        "requests/s (Poisson with --burstiness 1) or inf; a comma list sweeps (G3)",
+        metavar="R[,R..]",
+        default="inf",
+    ),
+    _impl(
+        "--burstiness",
+        "traffic",
+        "both",
+        "gamma shape of inter-arrivals: 1 = Poisson, <1 burstier, inf = constant",
+        metavar="B",
+        default="1.0",
+    ),
+    _impl(
+        "--max-concurrency",
+        "traffic",
+        "both",
+        "cap on requests in flight (never delays the arrival schedule); none = unbounded; "
+        "a comma list sweeps (G3)",
+        metavar="N[,N..]",
+        default="none",
+    ),
+    _impl(
+        "--ramp-up-strategy",
+        "traffic",
+        "vllm",
+        "linear or exponential rate ramp from --ramp-up-start-rps to --ramp-up-end-rps",
+        metavar="S",
+    ),
+    _impl("--ramp-up-start-rps", "traffic", "vllm", "", metavar="R"),
+    _impl("--ramp-up-end-rps", "traffic", "vllm", "", metavar="R"),
+    _impl(
+        "--max-benchmark-duration-s",
+        "traffic",
+        "max",
+        "stop dispatching after this many seconds",
+        metavar="S",
+    ),
+    # --- warm-up and readiness -------------------------------------------------------------
+    _impl(
+        "--num-warmups",
+        "prerun",
+        "vllm",
+        "untimed warm-up requests before the run",
+        metavar="N",
+        default="0",
+    ),
+    _impl(
+        "--skip-test-prompt",
+        "prerun",
+        "max",
+        "do not send the untimed test request (on by default with max; with vllm it is sent "
+        "only when --ready-check-timeout-sec > 0)",
+        "bool",
+    ),
+    _impl(
+        "--ready-check-timeout-sec",
+        "prerun",
+        "vllm",
+        "retry the test request until the server answers or this many seconds pass",
+        metavar="S",
+        default="0",
+        aliases=("--server-ready-timeout-s",),
+    ),
+    # --- sampling and request body -------------------------------------------------------
+    _impl("--temperature", "sampling", "both", "", metavar="T"),
+    _impl("--top-p", "sampling", "vllm", "", metavar="P"),
+    _impl("--top-k", "sampling", "vllm", "", metavar="K"),
+    _impl("--min-p", "sampling", "vllm", "", metavar="P"),
+    _impl("--frequency-penalty", "sampling", "vllm", "", metavar="X"),
+    _impl("--presence-penalty", "sampling", "vllm", "", metavar="X"),
+    _impl("--repetition-penalty", "sampling", "vllm", "", metavar="X"),
+    _impl(
+        "--ignore-eos",
+        "sampling",
+        "vllm",
+        "ask the server to ignore EOS; vllm: forced on for random; max: always on for completions",
+        "bool",
+    ),
+    _impl("--logprobs", "sampling", "vllm", "logprobs per token to request", metavar="N"),
+    _impl(
+        "--extra-body",
+        "sampling",
+        "both",
+        "JSON object (inline or a file) merged last into every request body",
+        metavar="JSON|PATH",
+    ),
+    _impl(
+        "--chat-template-kwargs",
+        "sampling",
+        "vllm",
+        "JSON object sent as chat_template_kwargs (chat API)",
+        metavar="JSON",
+    ),
+    # --- metrics ---------------------------------------------------------------------------
+    _impl(
+        "--percentile-metrics",
+        "metrics",
+        "both",
+        "comma list of ttft,tpot,itl,e2el (latency = e2el)",
+        metavar="LIST",
+    ),
+    _impl(
+        "--metric-percentiles",
+        "metrics",
+        "both",
+        "comma list of percentiles, e.g. 50,90,99.9",
+        metavar="LIST",
+    ),
+    _impl(
+        "--goodput",
+        "metrics",
+        "vllm",
+        "SLOs in ms for goodput: ttft:MS tpot:MS e2el:MS",
+        kind="list",
+        metavar="KEY:MS",
+    ),
+    _impl(
+        "--ttft-skip-requests",
+        "metrics",
+        "max",
+        "leave the first N requests out of TTFT and throughput distributions (G2)",
+        metavar="N",
+        default="0",
+    ),
+    _impl(
+        "--skip-first-n-requests",
+        "metrics",
+        "max",
+        "leave the first N submitted requests out of every aggregate (G3)",
+        metavar="N",
+        default="0",
+    ),
+    _impl(
+        "--skip-last-n-requests",
+        "metrics",
+        "max",
+        "leave the last N completed requests out of every aggregate (G3)",
+        metavar="N",
+        default="0",
+    ),
+    # --- results -----------------------------------------------------------------------------
+    _impl("--save-result", "results", "both", "write the result JSON", "bool"),
+    _impl(
+        "--save-detailed",
+        "results",
+        "vllm",
+        "keep per-request arrays and write a raw per-request file",
+        "bool",
+    ),
+    _impl("--append-result", "results", "vllm", "append one JSON line to the result file", "bool"),
+    _impl(
+        "--always-save-result",
+        "results",
+        "max",
+        "with max, save even when requests failed",
+        "bool",
+    ),
+    _impl("--result-dir", "results", "both", "directory of the result file", metavar="DIR"),
+    _impl("--result-filename", "results", "both", "result file name", metavar="NAME"),
+    _impl(
+        "--metadata",
+        "results",
+        "both",
+        "KEY=VALUE pairs added to the result",
+        kind="list",
+        metavar="KEY=VALUE",
+    ),
+    _impl(
+        "--label",
+        "results",
+        "vllm",
+        "result name prefix",
+        metavar="STR",
+        default="the backend",
+    ),
+    # --- telemetry and console -------------------------------------------------------------
+    _impl(
+        "--collect-gpu-stats",
+        "telemetry",
+        "max",
+        "sample GPU memory and utilisation (NVML) during the run",
+        "bool",
+    ),
+    _impl("--disable-tqdm", "telemetry", "both", "no progress bar", "bool"),
+    # --- accepted: change nothing measured -------------------------------------------------
+    _acc("--print-inputs-and-outputs", "max", "console debugging output", "bool"),
+    _acc("--verbose", "max", "console verbosity", "bool"),
+    _acc("--plot-timeline", "vllm", "plots are not drawn", "bool"),
+    _acc("--plot-dataset-stats", "vllm", "plots are not drawn", "bool"),
+    _acc("--timeline-itl-thresholds", "vllm", "plots are not drawn"),
+    _acc("--log-dir", "max", "sonic writes no log files"),
+    _acc("--print-workload-stats", "max", "console output", "bool"),
+    _acc("--latency-percentiles", "max", "MAX G3 CSV output only"),
+    _acc("--dataset-mode", "max", "--dataset-path already says local vs Hub"),
+    _acc("--tokenizer-local-files-only", "max", "where the tokenizer is loaded from", "bool"),
+    _acc("--record-request-text", "max", "generated texts are kept with --save-detailed", "bool"),
+    _acc("--benchmark-sha", "max", "upload bookkeeping"),
+    _acc("--cluster-information-path", "max", "upload bookkeeping"),
+    _acc("--benchmark-config-name", "max", "upload bookkeeping"),
+    _acc("--lora-assignment", "vllm", "only used with --lora-modules, which is refused"),
+    _acc("--kv-block-size", "max", _UNUSED_DATASET),
+    _acc("--server-pids", "max", "only used by --collect-cpu-stats, which is refused", "list"),
+    _acc("--metrics-urls", "max", "only used by --collect-server-stats, which is refused"),
+    _acc("--trace-file", "max", "only used with --trace, which is refused"),
+    _acc("--trace-session", "max", "only used with --trace, which is refused"),
+    _acc("--warmup-oversample-factor", "max", "only used by --warmup-to-steady-state (refused)"),
+    _acc("--warmup-concurrency", "max", "only used by --warmup-to-steady-state (refused)"),
+    _acc("--warmup-delay-estimated-ttft-ms", "max", "only used by --warmup-delay-biased (refused)"),
+    _acc("--warmup-delay-estimated-tpot-ms", "max", "only used by --warmup-delay-biased (refused)"),
+    _acc("--max-concurrent-lora-ops", "max", "only used with LoRA, which is refused"),
+    _acc("--response-format-fraction", "max", "only used with --response-format (refused)"),
+    _acc("--response-format-turn", "max", "only used with --response-format (refused)"),
+    _acc("--tools-fraction", "max", "only used with --tools (refused)"),
+    _acc("--tool-calls", "max", _UNUSED_DATASET, "bool"),
+    _acc("--image-count", "max", "only used with --image-fraction (refused)"),
+    _acc("--image-long-side", "max", "only used with --image-fraction (refused)"),
+    _acc("--image-aspect-ratio", "max", "only used with --image-fraction (refused)"),
+    _acc("--image-turn", "max", "only used with --image-fraction (refused)"),
+    _acc("--image-width", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--image-height", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--image-steps", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--image-guidance-scale", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--image-negative-prompt", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--image-seed", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--num-frames", "max", "only used by pixel-generation tasks (refused)"),
+    _acc("--arxiv-summarization-input-len", "max", _UNUSED_DATASET),
+    _acc("--obfuscated-conversations-average-output-len", "max", _UNUSED_DATASET),
+    _acc("--obfuscated-conversations-coefficient-of-variation", "max", _UNUSED_DATASET),
+    _acc("--obfuscated-conversations-shuffle", "max", _UNUSED_DATASET, "bool"),
+    _acc("--batch-job-image-dir", "max", _UNUSED_DATASET),
+    _acc("--agentic-tool-profiles", "max", _UNUSED_DATASET),
+    _acc("--agentic-rounds-per-turn", "max", _UNUSED_DATASET),
+    _acc("--spec-bench-output-len", "vllm", _UNUSED_DATASET),
+    _acc("--spec-bench-category", "vllm", _UNUSED_DATASET),
+    _acc("--speed-bench-dataset-subset", "vllm", _UNUSED_DATASET),
+    _acc("--speed-bench-output-len", "vllm", _UNUSED_DATASET),
+    _acc("--speed-bench-category", "vllm", _UNUSED_DATASET),
+    _acc("--timed-trace-chunk-hash-size", "vllm", _UNUSED_DATASET),
+    _acc("--timed-trace-sec-multiplier", "vllm", _UNUSED_DATASET),
+    _acc("--timed-trace-label-timestamp", "vllm", _UNUSED_DATASET),
+    _acc("--timed-trace-label-input-length", "vllm", _UNUSED_DATASET),
+    _acc("--timed-trace-label-output-length", "vllm", _UNUSED_DATASET),
+    _acc("--timed-trace-label-hash-ids", "vllm", _UNUSED_DATASET),
+    _acc("--self-timed", "vllm", _UNUSED_DATASET, "bool"),
+    _acc("--blazedit-min-distance", "vllm", _UNUSED_DATASET),
+    _acc("--blazedit-max-distance", "vllm", _UNUSED_DATASET),
+    _acc("--asr-max-audio-len-sec", "vllm", _UNUSED_DATASET),
+    _acc("--asr-min-audio-len-sec", "vllm", _UNUSED_DATASET),
+    _acc("--random-batch-size", "vllm", _UNUSED_DATASET),
+    _acc("--no-reranker", "vllm", _UNUSED_DATASET, "bool"),
+    _acc("--random-mm-base-items-per-request", "vllm", _UNUSED_DATASET),
+    _acc("--random-mm-num-mm-items-range-ratio", "vllm", _UNUSED_DATASET),
+    _acc("--random-mm-limit-mm-per-prompt", "vllm", _UNUSED_DATASET),
+    _acc("--random-mm-bucket-config", "vllm", _UNUSED_DATASET),
+    _acc("--bfcl-categories", "vllm", _UNUSED_DATASET),
+    _acc("--prefix-repetition-prefix-len", "vllm", _UNUSED_DATASET),
+    _acc("--prefix-repetition-suffix-len", "vllm", _UNUSED_DATASET),
+    _acc("--prefix-repetition-num-prefixes", "vllm", _UNUSED_DATASET),
+    _acc("--prefix-repetition-output-len", "vllm", _UNUSED_DATASET),
+    _acc("--custom-ensure-client-side-data", "vllm", _UNUSED_DATASET, "bool"),
+    # --- refused: would change what is measured ------------------------------------------
+    _ref("--use-beam-search", "vllm", "beam search is not implemented", "bool", _FALSE),
+    _ref(
+        "--profile",
+        "vllm",
+        "server profiling (/start_profile) slows the server and is not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref("--no-stream", "vllm", "sonic measures streamed responses only", "bool", _FALSE),
+    _ref(
+        "--probe-request-rate",
+        "vllm",
+        "latency probe requests are not implemented",
+        harmless=("0",),
+    ),
+    _ref("--lora-modules", "vllm", "LoRA adapter traffic is not implemented", "list"),
+    _ref("--lora", "max", "LoRA adapter traffic is not implemented"),
+    _ref("--lora-paths", "max", "LoRA adapter traffic is not implemented", "list"),
+    _ref(
+        "--lora-uniform-traffic-ratio",
+        "max",
+        "LoRA adapter traffic is not implemented",
+        harmless=("0",),
+    ),
+    _ref("--per-lora-traffic-ratio", "max", "LoRA adapter traffic is not implemented", "list"),
+    _ref(
+        "--enable-multimodal-chat",
+        "vllm",
+        "multimodal prompts are not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--skip-tokenizer-init",
+        "vllm",
+        "sonic needs the tokenizer for prompts and token counts",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--tokenizer-mode",
+        "vllm",
+        "only the fast HF tokenizer (mode auto) is implemented",
+        harmless=("auto",),
+    ),
+    _ref(
+        "--tokenizer-revision",
+        "max",
+        "tokenizer revisions are not implemented; pass a local tokenizer path",
+    ),
+    _ref(
+        "--model-max-length",
+        "max",
+        "filtering prompts by a model length limit is not implemented",
+    ),
+    _ref(
+        "--thinking-temperature",
+        "max",
+        "reasoning-specific sampling is not implemented",
+    ),
+    _ref("--response-format", "max", "structured-output requests are not implemented"),
+    _ref("--tools", "max", "tool-calling requests are not implemented"),
+    _ref("--num-chat-sessions", "max", "multi-turn chat sessions are not implemented"),
+    _ref("--delay-between-chat-turns", "max", "multi-turn chat sessions are not implemented"),
+    _ref(
+        "--max-concurrent-conversations",
+        "max",
+        "multi-turn chat sessions are not implemented",
+    ),
+    _ref(
+        "--chat-warmup-delay-ms",
+        "max",
+        "multi-turn chat sessions are not implemented",
+        harmless=("0",),
+    ),
+    _ref(
+        "--ignore-first-turn-stats",
+        "max",
+        "multi-turn chat sessions are not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--use-session-id-as-cache-salt",
+        "max",
+        "multi-turn chat sessions are not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--random-num-turns",
+        "max",
+        "multi-turn random prompts are not implemented",
+        harmless=("1",),
+    ),
+    _ref(
+        "--random-first-turn-ratio",
+        "max",
+        "multi-turn random prompts are not implemented",
+        harmless=("1",),
+    ),
+    _ref(
+        "--random-sys-prompt-ratio",
+        "max",
+        "shared system prompts in random prompts are not implemented",
+        harmless=("0",),
+    ),
+    _ref(
+        "--random-max-num-unique-sys-prompt",
+        "max",
+        "shared system prompts in random prompts are not implemented",
+        harmless=("1",),
+    ),
+    _ref(
+        "--random-coefficient-of-variation",
+        "max",
+        "MAX G2's normal-distributed random lengths are not implemented; use --random-range-ratio",
+    ),
+    _ref(
+        "--random-distribution-type",
+        "max",
+        "MAX G2's random length distributions are not implemented; use --random-range-ratio",
+    ),
+    _ref("--random-image-size", "max", "image prompts are not implemented", harmless=("",)),
+    _ref("--random-image-count", "max", "image prompts are not implemented", harmless=("0",)),
+    _ref("--image-fraction", "max", "image prompts are not implemented", harmless=("0",)),
+    _ref(
+        "--benchmark-task",
+        "max",
+        "only text generation is implemented",
+        harmless=("text-generation",),
+    ),
+    _ref(
+        "--record-output-lengths",
+        "max",
+        "writing an output-lengths file is not implemented",
+    ),
+    _ref(
+        "--workload-config",
+        "max",
+        "MAX G3 workload YAML files are not implemented; pass the flags instead",
+    ),
+    _ref(
+        "--config-file",
+        "max",
+        "MAX G3 config YAML files are not implemented; pass the flags instead",
+    ),
+    _ref("--force-unique-runs", "max", "prompt uniquification is not implemented", "bool", _FALSE),
+    _ref(
+        "--fit-distributions",
+        "max",
+        "distribution fitting of the workload is not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--warmup-to-steady-state",
+        "max",
+        "MAX G3 steady-state warm-up and windowing is not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--warmup-delay-biased",
+        "max",
+        "MAX G3 biased warm-up delays are not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--warm-shared-prefix",
+        "max",
+        "prefix-cache warming is not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--flush-prefix-cache",
+        "max",
+        "prefix-cache flushing is not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--num-iters",
+        "max",
+        "repeated iterations are not implemented; run sonic once per trial",
+        harmless=("1",),
+    ),
+    _ref(
+        "--num-prompts-multiplier",
+        "max",
+        "num-prompts scaled by concurrency is not implemented; pass --num-prompts",
+    ),
+    _ref(
+        "--collect-cpu-stats",
+        "max",
+        "server CPU sampling is not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--collect-server-stats",
+        "max",
+        "server /metrics deltas on request are not implemented",
+        "bool",
+        _FALSE,
+    ),
+    _ref(
+        "--gpu-metrics-host",
+        "max",
+        "remote DCGM GPU metrics are not implemented; use --collect-gpu-stats on the server host",
+        harmless=("",),
+    ),
+    _ref("--dry-run", "max", "a dry run would report a benchmark nobody ran", "bool", _FALSE),
+    _ref("--trace", "max", "nsys tracing slows the server and is not implemented", "bool", _FALSE),
+    _ref("--upload-results", "max", "uploading results is not implemented", "bool", _FALSE),
+)
+
+
+def flag_table() -> dict[str, Flag]:
+    """Every option string (names, aliases, ``--no-X`` forms) mapped to its flag."""
+    table: dict[str, Flag] = {}
+    for flag in FLAGS:
+        names = [flag.name, *flag.aliases]
+        if flag.negation:
+            names.append(flag.negation)
+        for name in names:
+            if name in table:
+                raise RuntimeError(f"flag {name} declared twice")  # a bug in this table
+            table[name] = flag
+    return table

@@ -1,0 +1,213 @@
+"""Types and helpers shared by every dataset: the request, the arguments, file reading, shuffling.
+
+Every sampler takes its randomness from a local ``random.Random(seed)`` or numpy generator built
+from ``DatasetArgs.seed``, never from global state, so the same seed gives the same prompts for
+every engine in a comparison. Where vLLM or MAX seed a global RNG and then draw from it, a fresh
+local generator with the same seed draws the same numbers, which keeps prompts identical to theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sonic.errors import SonicError
+
+if TYPE_CHECKING:
+    from sonic.tokenizer import Tokenizer
+
+log = logging.getLogger("sonic.datasets")
+
+COMPATS = ("vllm", "max")
+
+
+@dataclass
+class SampleRequest:
+    """One prompt to send.
+
+    ``prompt_len`` is the dataset's own token count (the profile's rule, see each dataset);
+    ``expected_output_len`` becomes ``max_tokens`` (None: let the server decide). ``messages``,
+    when set, is sent as-is to chat endpoints instead of wrapping ``prompt`` as one user turn.
+    """
+
+    prompt: str
+    prompt_len: int
+    expected_output_len: int | None
+    messages: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class DatasetArgs:
+    """What to sample. Defaults follow vLLM; ``None`` fields take the compat profile's default.
+
+    ``compat`` is ``"vllm"`` or ``"max"`` and selects each dataset's rules (see the modules).
+    """
+
+    name: str = "random"
+    path: str | None = None
+    num_prompts: int = 1000
+    seed: int = 0
+    compat: str = "vllm"
+    endpoint_is_chat: bool = False
+    # sharegpt (and code_debug, as in MAX G1)
+    sharegpt_output_len: int | None = None
+    # sonnet
+    sonnet_input_len: int = 550
+    sonnet_output_len: int | None = 150
+    sonnet_prefix_len: int = 200
+    # random
+    random_input_len: int = 1024
+    random_output_len: int = 128
+    random_prefix_len: int = 0
+    random_range_ratio: float | None = None  # None: 1.0 for max, 0.0 for vllm
+    # custom
+    custom_output_len: int = 256  # -1: take "output_tokens" from the file
+    skip_chat_template: bool = False
+    # hf
+    hf_subset: str | None = None
+    hf_split: str | None = None
+    hf_output_len: int | None = None
+    hf_text_column: str | None = None
+    hf_output_column: str | None = None
+    # code_debug: keep items whose prompt mentions LICENSE (MAX G1) instead of dropping them
+    code_debug_keep_license: bool = False
+    # common
+    disable_shuffle: bool = False
+    no_oversample: bool = False
+    trust_remote_code: bool = False
+
+    @property
+    def range_ratio(self) -> float:
+        if self.random_range_ratio is not None:
+            return float(self.random_range_ratio)
+        return 1.0 if self.compat == "max" else 0.0
+
+    def validate(self) -> None:
+        if self.compat not in COMPATS:
+            raise SonicError(f"unknown compat profile {self.compat!r} (choose vllm or max)")
+        if isinstance(self.num_prompts, bool) or not isinstance(self.num_prompts, int):
+            raise SonicError(f"--num-prompts must be an integer, got {self.num_prompts!r}")
+        if self.num_prompts < 1 and self.name != "custom":
+            raise SonicError(f"--num-prompts must be at least 1, got {self.num_prompts}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise SonicError(f"--seed must be an integer, got {self.seed!r}")
+        for flag, value in (
+            ("--sharegpt-output-len", self.sharegpt_output_len),
+            ("--sonnet-output-len", self.sonnet_output_len),
+            ("--hf-output-len", self.hf_output_len),
+        ):
+            if value is not None and value < 1:
+                raise SonicError(f"{flag} must be at least 1, got {value}")
+
+
+# -- reading input files --------------------------------------------------------------------------
+def existing_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path, or a one-line error if it is missing or not a file."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise SonicError(f"{what} {p} does not exist")
+    if not p.is_file():
+        raise SonicError(f"{what} {p} is not a file")
+    return p
+
+
+def read_text(path: str | Path, what: str) -> str:
+    p = existing_file(path, what)
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SonicError(f"{what} {p} is not UTF-8 text") from None
+    except OSError as exc:
+        raise SonicError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SonicError(
+            f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+
+
+def read_jsonl(path: str | Path, what: str) -> list[Any]:
+    """One JSON value per non-blank line."""
+    rows = []
+    for lineno, line in enumerate(read_text(path, what).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise SonicError(
+                f"{what} {path} line {lineno} is not valid JSON ({exc.msg}); "
+                "expected one JSON object per line (JSONL)"
+            ) from None
+    return rows
+
+
+# -- sampling helpers -----------------------------------------------------------------------------
+def shuffled(items: list[Any], seed: int, enabled: bool = True) -> list[Any]:
+    """Same permutation as ``random.seed(seed); random.shuffle(items)`` (vLLM and MAX)."""
+    out = list(items)
+    if enabled:
+        random.Random(seed).shuffle(out)
+    return out
+
+
+def oversample(requests: list[SampleRequest], num_prompts: int, seed: int) -> list[SampleRequest]:
+    """Fill up to ``num_prompts`` by seeded draws with replacement, as vLLM does."""
+    if not requests or len(requests) >= num_prompts:
+        return requests
+    rng = random.Random(seed)
+    extra = [dataclasses.replace(rng.choice(requests)) for _ in range(num_prompts - len(requests))]
+    log.info("oversampled %d requests to reach %d", len(extra), num_prompts)
+    return requests + extra
+
+
+def finish(
+    requests: list[SampleRequest], args: DatasetArgs, what: str, *, allow_oversample: bool
+) -> list[SampleRequest]:
+    """Apply the profile's policy for too few usable records: error, oversample, or run short."""
+    if not requests:
+        raise SonicError(f"{what}: no usable prompts after filtering")
+    want = args.num_prompts
+    if want >= 1 and len(requests) < want:
+        if allow_oversample and args.compat == "vllm" and not args.no_oversample:
+            return oversample(requests, want, args.seed)
+        log.warning("%s: only %d usable prompts of %d requested", what, len(requests), want)
+    return requests
+
+
+def is_valid_sequence(prompt_len: int, output_len: int, *, fixed_output: bool) -> bool:
+    """ShareGPT's filter in both tools: prompt ≥ 4, output ≥ 4 (unless pinned), prompt ≤ 1024,
+    prompt + output ≤ 2048."""
+    if prompt_len < 4 or (not fixed_output and output_len < 4):
+        return False
+    return prompt_len <= 1024 and prompt_len + output_len <= 2048
+
+
+def chat_format(tokenizer: Tokenizer, prompt: str) -> str:
+    """The prompt as one user turn, rendered with the tokenizer's chat template."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True
+    )
+
+
+def maybe_chat_format(tokenizer: Tokenizer, prompt: str, args: DatasetArgs) -> str:
+    """vLLM's custom/hf rule: template the prompt for completions endpoints unless
+    ``--skip-chat-template``; chat endpoints template on the server, so they get it raw."""
+    if args.skip_chat_template or args.endpoint_is_chat:
+        return prompt
+    if not tokenizer.has_chat_template:
+        raise SonicError(
+            f"tokenizer {tokenizer.name_or_path} has no chat template to format {args.name} "
+            "prompts with; pass --skip-chat-template to send them raw"
+        )
+    return chat_format(tokenizer, prompt)

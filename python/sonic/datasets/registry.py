@@ -1,0 +1,82 @@
+"""Dataset names → sampler modules, and the one entry point :func:`sample_requests`.
+
+Modules are imported on first use. Names that vLLM or MAX accept but sonic does not implement
+are refused with a clear message rather than mapped to something else: a substituted dataset
+would report a benchmark nobody ran.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+from typing import TYPE_CHECKING
+
+from sonic.datasets.base import DatasetArgs, SampleRequest
+from sonic.errors import SonicError
+
+if TYPE_CHECKING:
+    from sonic.tokenizer import Tokenizer
+
+DATASETS: dict[str, str] = {
+    "sharegpt": "sonic.datasets.sharegpt",
+    "sonnet": "sonic.datasets.sonnet",
+    "random": "sonic.datasets.random_tokens",
+    "code_debug": "sonic.datasets.code_debug",
+    "custom": "sonic.datasets.custom",
+    "hf": "sonic.datasets.hf",
+}
+DATASET_NAMES = tuple(DATASETS)
+
+# Accepted by vLLM `bench serve` or MAX benchmark_serving.py, not (yet) by sonic.
+NOT_IMPLEMENTED = (
+    "burstgpt",
+    "random-mm",
+    "random-rerank",
+    "custom_image",
+    "custom_audio",
+    "prefix_repetition",
+    "spec_bench",
+    "speed_bench",
+    "timed_trace",
+    "arxiv-summarization",
+    "axolotl",
+    "vision-arena",
+    "obfuscated-conversations",
+    "batch-job",
+    "chat-judge",
+    "instruct-coder",
+    "agentic-code",
+    "synthetic",
+    "synthetic-pixel",
+    "local-image",
+)
+
+
+def _module(name: str):
+    if name in DATASETS:
+        return importlib.import_module(DATASETS[name])
+    supported = ", ".join(DATASET_NAMES)
+    if name in NOT_IMPLEMENTED:
+        raise SonicError(f"dataset {name!r} is not supported by sonic yet (supported: {supported})")
+    close = difflib.get_close_matches(name, DATASET_NAMES + NOT_IMPLEMENTED, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise SonicError(f"unknown dataset {name!r} (supported: {supported}){hint}")
+
+
+def sample_requests(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
+    """The prompts of one run: deterministic for a given ``args`` (seed included) and tokenizer."""
+    module = _module(args.name)
+    args.validate()
+    return module.sample(args, tokenizer)
+
+
+def fingerprint(requests: list[SampleRequest]) -> str:
+    """SHA-256 over the prompts, lengths and messages: equal iff two runs sent the same workload."""
+    digest = hashlib.sha256()
+    for r in requests:
+        record = [r.prompt, r.prompt_len, r.expected_output_len, r.messages]
+        digest.update(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
