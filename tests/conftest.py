@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+# The real llama.cpp engine's fixtures (tests/conftest_llamacpp.py).
+pytest_plugins = ["conftest_llamacpp"]
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

@@ -14,6 +14,9 @@ COMMANDS = {
     "run": "run one benchmark against a serving engine (default command)",
     "sim": "start the embedded simulated OpenAI-compatible engine",
     "demo": "start `sonic sim` and run a short streamed benchmark against it",
+    "suite": "run a fair comparison of several engines (sonic suite run SUITE.toml)",
+    "validate": "check that a suite comparison is fair and can run here",
+    "report": "rebuild summary.md, report.html and plots of a suite results directory",
 }
 
 USAGE = """usage: sonic [COMMAND] [OPTIONS]

@@ -1,0 +1,95 @@
+"""``sonic suite run SUITE.toml``: the fair comparison suite (see ``sonic.suite``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+USAGE_EPILOG = """\
+Runs every scenario of SUITE.toml against each engine in turn (one server at a time, same
+prompts for every engine), after validating that the comparison is fair. Results go to
+OUTPUT_DIR/<timestamp>-<suite>/ (manifest.json, validation.json, runs/, logs/, report).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        from sonic.errors import SonicError
+
+        raise SonicError(message.splitlines()[0] if message else "bad arguments")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sonic suite",
+        description="The fair comparison suite.",
+        epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    run = sub.add_parser(
+        "run",
+        help="validate, then run every engine x scenario",
+        description="Validate SUITE.toml, then run every engine x scenario x rate x repeat.",
+        epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    run.error = parser.error  # type: ignore[method-assign]
+    run.add_argument("config", metavar="SUITE.toml", help="the suite file")
+    run.add_argument(
+        "--quick", action="store_true", help="1 and 2 req/s x 50 prompts (or the file's [quick])"
+    )
+    run.add_argument(
+        "--output-dir",
+        default="results",
+        metavar="DIR",
+        help="parent of the results directory (default: results)",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the results directory DIR, skipping finished runs (same config only)",
+    )
+    run.add_argument(
+        "--allow-unfair",
+        action="store_true",
+        help="run even when validation finds the comparison unfair (reported prominently)",
+    )
+    run.add_argument("--engines", metavar="A,B", help="only these engines (comma-separated names)")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print what would be launched and run, start nothing"
+    )
+    run.add_argument("--verbose", action="store_true", help="print each run's full result banner")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = _parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    ns = parser.parse_args(argv)
+    if ns.action != "run":
+        parser.print_help()
+        return 2
+    from sonic.suite.runner import SuiteOptions, run_suite
+
+    engines = None
+    if ns.engines is not None:
+        engines = [n.strip() for n in ns.engines.split(",") if n.strip()]
+        if not engines:
+            from sonic.errors import SonicError
+
+            raise SonicError("--engines: expected comma-separated engine names")
+    opts = SuiteOptions(
+        quick=ns.quick,
+        output_dir=ns.output_dir,
+        resume=ns.resume,
+        allow_unfair=ns.allow_unfair,
+        engines=engines,
+        dry_run=ns.dry_run,
+        verbose=ns.verbose,
+    )
+    return run_suite(ns.config, opts)

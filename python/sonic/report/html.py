@@ -1,0 +1,296 @@
+"""``report.html``: one self-contained file that opens without a network.
+
+Styles are inline, figures are base64 PNG ``data:`` URIs, and the only script is a few inline
+lines that mark the body once every image has decoded (the headless-browser test reads it).
+Every piece of text from the results directory goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from typing import Any
+
+from sonic.report import fmt, summary
+from sonic.report.model import SIMULATED_TAG, ReportData
+from sonic.report.plots import Plot, slug
+from sonic.report.stats import points, scenario_verdicts, usable
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:1200px;padding:1rem 2rem;color:#1d2330;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:2px solid #d8dde6;padding-bottom:.2rem;
+margin-top:2.2rem}h3{margin-top:1.6rem}
+table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.88rem}
+th,td{border:1px solid #d0d5de;padding:.3rem .55rem;text-align:left;vertical-align:top}
+th{background:#eef1f6}tr:nth-child(even) td{background:#fafbfc}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.banner{padding:.8rem 1rem;border-radius:6px;margin:1rem 0;font-weight:600}
+.sim{background:#fff4d6;border:2px solid #e0a800}
+.unfair{background:#fde2e1;border:2px solid #c62828;color:#7f1212}
+.warn{background:#fff4d6;border:1px solid #e0a800}
+.ok{background:#e6f4ea;border:1px solid #2e7d32}
+.tag{display:inline-block;background:#e0a800;color:#000;border-radius:3px;padding:0 .3rem;
+font-size:.75rem;font-weight:700;margin-left:.25rem}
+.status-fail{color:#b71c1c;font-weight:700}.status-warn{color:#8a6100;font-weight:700}
+.status-pass{color:#2e7d32}.muted{color:#5f6b7a}
+figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #d0d5de}
+figcaption{font-size:.85rem;color:#5f6b7a}
+nav a{margin-right:1rem}pre{background:#f5f7fa;padding:.8rem;overflow:auto;font-size:.8rem}
+"""
+
+SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute("data-images", String(imgs.length));
+  document.body.setAttribute("data-images-loaded", String(ok.length));
+});
+"""
+
+
+def e(v: Any) -> str:
+    return html.escape("" if v is None else str(v), quote=True)
+
+
+def engine_html(data: ReportData, engine: str) -> str:
+    tag = f'<span class="tag">{e(SIMULATED_TAG)}</span>' if engine in data.simulated else ""
+    return f"{e(engine)}{tag}"
+
+
+def table(headers: list[str], rows: list[list[Any]], *, cls: str = "", raw: bool = False) -> str:
+    """An HTML table; cells are escaped unless ``raw`` (then the caller escaped them)."""
+    head = "".join(f"<th>{h if raw else e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{v if raw else e(v)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    attr = f' class="{e(cls)}"' if cls else ""
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def img(plot: Plot) -> str:
+    b64 = base64.b64encode(plot.png).decode("ascii")
+    return (
+        f'<figure><img alt="{e(plot.title)}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{e(plot.title)} · plots/{e(plot.name)}</figcaption></figure>"
+    )
+
+
+def _labelled(data: ReportData, text: str) -> str:
+    """Escape text, then tag each simulated engine's ``[SIMULATED]`` label visibly."""
+    out = e(text)
+    return out.replace(e(SIMULATED_TAG), f'<span class="tag">{e(SIMULATED_TAG)}</span>')
+
+
+def fairness_html(data: ReportData) -> str:
+    parts = ['<section id="fairness"><h2>Fairness (validation)</h2>']
+    if data.validation is None:
+        parts.append(
+            '<div class="banner warn">Fairness was not checked: this directory has no '
+            "validation.json.</div>"
+        )
+    else:
+        problems = data.fairness_problems()
+        n_fail = sum(1 for c in problems if c.get("status") == "fail")
+        n_warn = len(problems) - n_fail
+        if data.unfair():
+            parts.append(
+                f'<div class="banner unfair" id="unfair">⚠ UNFAIR COMPARISON: {n_fail} check(s) '
+                f"failed, {n_warn} warned. Differences below may come from unequal conditions, "
+                "not from the engines.</div>"
+            )
+        elif n_warn:
+            parts.append(f'<div class="banner warn">⚠ {n_warn} fairness check(s) warned.</div>')
+        else:
+            parts.append('<div class="banner ok">All validation checks passed.</div>')
+        rows = []
+        for c in sorted(
+            data.checks(), key=lambda c: {"fail": 0, "warn": 1}.get(c.get("status"), 2)
+        ):
+            status = str(c.get("status", "?"))
+            details = c.get("details")
+            rows.append(
+                [
+                    f'<span class="status-{e(status)}">{e(status.upper())}</span>',
+                    e(c.get("name", "?")),
+                    e(c.get("reason", "")),
+                    e(c.get("fix", "")),
+                    e(json.dumps(details) if details not in (None, {}, []) else ""),
+                ]
+            )
+        if rows:
+            parts.append(table(["status", "check", "reason", "fix", "details"], rows, raw=True))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def setup_html(data: ReportData) -> str:
+    m = data.manifest
+    host = m.get("host") or {}
+    rows = [
+        ["suite", m.get("suite", data.root.name)],
+        ["config", f"{m.get('config_path', '?')} (sha256 {m.get('config_hash', '?')})"],
+        ["sonic version", m.get("sonic_version", "?")],
+        ["seed", m.get("seed", "?")],
+        ["quick mode", m.get("quick", "?")],
+        ["status", m.get("status", "unknown")],
+        ["started / finished", f"{m.get('started_at', '?')} / {m.get('finished_at') or '—'}"],
+        [
+            "host",
+            f"{host.get('hostname', '?')} · {host.get('platform', '?')} · Python "
+            f"{host.get('python', '?')} · {host.get('cpu_count', '?')} CPUs",
+        ],
+        ["GPU", summary.gpu_text(m)],
+    ]
+    engines = []
+    for name in data.engines:
+        en = (m.get("engines") or {}).get(name) or {}
+        argv = en.get("argv")
+        engines.append(
+            [
+                engine_html(data, name),
+                e(en.get("version") or "?"),
+                e(en.get("preset") or ("external" if en.get("external") else "custom")),
+                e(en.get("server_args") or ""),
+                e(" ".join(map(str, argv)) if isinstance(argv, list) else ""),
+                e(en.get("status", "?") + (f": {en['error']}" if en.get("error") else "")),
+                e(en.get("log") or ""),
+            ]
+        )
+    return (
+        '<section id="setup"><h2>What was run</h2>'
+        + table(["field", "value"], rows)
+        + "<h3>Engines</h3>"
+        + table(
+            ["engine", "version", "preset", "server args", "command", "status", "log"],
+            engines,
+            raw=True,
+        )
+        + "<h3>Scenarios</h3>"
+        + table(["scenario", "dataset", "points", "repeats"], summary.scenario_rows(data))
+        + "<details><summary>manifest.json</summary><pre>"
+        + e(summary.manifest_json(data))
+        + "</pre></details></section>"
+    )
+
+
+def winners_html(data: ReportData) -> str:
+    verdicts = scenario_verdicts(data.winners)
+    parts = ['<section id="winners"><h2>Winners</h2>']
+    if not verdicts:
+        parts.append("<p>No point was run by two or more engines: nothing to compare.</p>")
+        return "".join(parts) + "</section>"
+    parts.append(
+        '<p class="muted">Per scenario and metric, each request rate on its own (rates are '
+        "never averaged); the percentage is the winner's margin over the runner-up.</p>"
+    )
+    rows = []
+    for v in verdicts:
+        if v["state"] == "consistent":
+            overall = (
+                f"{engine_html(data, v['overall'])} (significant at {v['significant_points']} "
+                f"of {len(v['points'])} points)"
+            )
+        else:
+            overall = e(v["state"])
+        per_point = "<br>".join(
+            f"{e(fmt.point(p['request_rate'], p['max_concurrency']))}: "
+            f"{_labelled(data, summary.verdict_text(data, p))}"
+            for p in v["points"]
+        )
+        rows.append(
+            [e(v["scenario"]), e(summary.metric_label(data, v["metric"])), overall, per_point]
+        )
+    parts.append(table(["scenario", "metric", "better", "per point"], rows, raw=True))
+    return "".join(parts) + "</section>"
+
+
+def scenario_html(data: ReportData, scenario: str, plots: list[Plot]) -> str:
+    parts = [f'<section id="scenario-{e(slug(scenario))}"><h2>Scenario {e(scenario)}</h2>']
+    parts += [img(p) for p in plots]
+    good = usable(data.results)
+    for point in points(good[good["scenario"] == scenario]):
+        parts.append(f"<h3>{e(scenario)} · {e(fmt.point(point[1], point[2]))}</h3>")
+        headers, rows = summary.point_value_rows(data, point)
+        parts.append(
+            table(
+                [_labelled(data, h) for h in headers],
+                [[_labelled(data, v) for v in r] for r in rows],
+                cls="values",
+                raw=True,
+            )
+        )
+        comp = summary.comparison_rows(data, point)
+        if comp:
+            parts.append(
+                table(
+                    summary.COMPARISON_HEADERS,
+                    [[_labelled(data, v) for v in r] for r in comp],
+                    cls="comparison",
+                    raw=True,
+                )
+            )
+    return "".join(parts) + "</section>"
+
+
+def runs_html(data: ReportData) -> str:
+    rows = []
+    for r in data.results.itertuples(index=False):
+        status = r.status + (" (partial)" if r.partial and r.status == "ok" else "")
+        rows.append(
+            [
+                engine_html(data, r.engine),
+                e(r.run_id),
+                e(r.dialect or ""),
+                e(status),
+                e(fmt.num(r.completed)),
+                e(fmt.num(r.failed)),
+                e(r.error or ""),
+            ]
+        )
+    warn = "".join(f"<li>{e(w)}</li>" for w in data.warnings)
+    return (
+        '<section id="runs"><h2>Runs</h2>'
+        + table(
+            ["engine", "run", "dialect", "status", "completed", "failed", "error"], rows, raw=True
+        )
+        + (f"<ul>{warn}</ul>" if warn else "")
+        + "</section>"
+    )
+
+
+def render(data: ReportData, plots: dict[str, list[Plot]]) -> str:
+    sections = [fairness_html(data), setup_html(data), winners_html(data)]
+    good = usable(data.results)
+    scenarios = list(dict.fromkeys(good["scenario"]))
+    sections += [scenario_html(data, s, plots.get(s, [])) for s in scenarios]
+    if not scenarios:
+        sections.append("<section><h2>Results</h2><p>No run finished with results yet.</p>")
+        sections.append("</section>")
+    sections.append(runs_html(data))
+    method = " ".join(summary.method_lines(data)[2:]).strip()
+    sections.append(f'<section id="method"><h2>Method</h2><p>{e(method)}</p></section>')
+    nav = "".join(
+        f'<a href="#{target}">{e(label)}</a>'
+        for target, label in [
+            ("fairness", "Fairness"),
+            ("setup", "Setup"),
+            ("winners", "Winners"),
+            *[(f"scenario-{e(slug(s))}", s) for s in scenarios],
+            ("runs", "Runs"),
+        ]
+    )
+    banner = ""
+    if data.any_simulated:
+        notice = e(summary.simulated_notice(data, bold=False))
+        banner = f'<div class="banner sim" id="simulated">{notice}</div>'
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(data.title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{_labelled(data, data.title)}</h1>"
+        f'<p class="muted">{e(summary.status_line(data).replace("**", ""))}</p></header>'
+        f"{banner}<nav>{nav}</nav>{''.join(sections)}"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )

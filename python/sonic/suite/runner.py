@@ -1,0 +1,594 @@
+"""``sonic suite run``: validate, then for each engine in turn start it, run every scenario ×
+rate/concurrency × repeat against it with the same prompts, stop it, and keep everything in a
+resumable results directory.
+
+One engine is on the machine at a time. A failing engine (does not start, never ready, dies)
+is recorded with the reason and its log tail, and the suite goes on with the next one.
+Ctrl-C (or SIGTERM) stops the current server, keeps every finished run, writes the manifest
+as ``interrupted`` and still builds the report from what exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from sonic.errors import SonicError
+from sonic.suite import plan as P
+from sonic.suite.checks import FAIL, Validation, engine_scope
+from sonic.suite.config import EngineConfig, SuiteConfig, load_config
+from sonic.suite.engines import EngineSession, health_path, launch_for, ready_timeout
+from sonic.suite.layout import Manifest, ResultsDir, now_iso
+from sonic.suite.lifecycle import EngineFailed, signals_deferred
+from sonic.suite.workloads import Workloads
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class SuiteOptions:
+    quick: bool = False
+    output_dir: str = "results"
+    resume: str | None = None
+    allow_unfair: bool = False
+    engines: list[str] | None = None
+    dry_run: bool = False
+    verbose: bool = False
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so a killed suite still stops its server."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_suite(config_path: str, opts: SuiteOptions, out: TextIO | None = None) -> int:
+    out = sys.stdout if out is None else out
+    full = load_config(config_path)
+    cfg = full.select(opts.engines)
+    plans = P.scenario_plans(cfg, opts.quick)
+    chash = full.config_hash(opts.quick)
+    if opts.dry_run:
+        print_plan(cfg, plans, opts.quick, out)
+        return 0
+
+    if opts.resume:
+        rd = ResultsDir.existing(opts.resume)
+        manifest = Manifest.load(rd.manifest_path)
+        if manifest.doc.get("config_hash") != chash:
+            raise SonicError(
+                f"--resume {rd.root}: the suite config changed since that run started "
+                f"(config hash {str(manifest.doc.get('config_hash'))[:12]}… there, {chash[:12]}… "
+                f"now{'; --quick differs' if manifest.doc.get('quick') != opts.quick else ''}); "
+                "restore the config or start a new results directory"
+            )
+        manifest.doc["status"] = "running"
+        manifest.doc["finished_at"] = None
+        manifest.doc["allow_unfair"] = opts.allow_unfair
+        manifest.doc.pop("error", None)
+        validation = Validation.load(rd.validation_path, allow_unfair=opts.allow_unfair)
+    else:
+        from sonic.suite.lifecycle import gpu_info
+
+        rd = ResultsDir.create(opts.output_dir, cfg.name)
+        gpus = gpu_info()
+        if gpus is not None:
+            gpus = [{k: g[k] for k in ("index", "name", "memory_total_mib")} for g in gpus]
+        manifest = Manifest.new(
+            rd.manifest_path,
+            suite=cfg.name,
+            config_path=str(Path(config_path).resolve()),
+            config_hash=chash,
+            config=full.normalised(),
+            seed=cfg.seed,
+            quick=opts.quick,
+            allow_unfair=opts.allow_unfair,
+            gpu=gpus,
+        )
+        validation = Validation(allow_unfair=opts.allow_unfair)
+    manifest.doc["sessions"].append(
+        {"started_at": now_iso(), "engines": cfg.engine_names, "argv": sys.argv[1:]}
+    )
+    manifest.save()
+    validation.out = out
+    runner = SuiteRunner(cfg, plans, rd, manifest, validation, opts, out)
+    return runner.run()
+
+
+def print_plan(cfg: SuiteConfig, plans: list[P.ScenarioPlan], quick: bool, out: TextIO) -> None:
+    """``--dry-run``: what would be launched and run; every run's flags are parsed."""
+    from sonic.suite.engines import request_model
+
+    mode = "quick" if quick else "full"
+    print(
+        f"suite {cfg.name} ({mode}): {len(cfg.engines)} engines, {len(plans)} scenarios", file=out
+    )
+    total = 0
+    for e in cfg.engines:
+        if e.external:
+            print(f"engine {e.name}: external at {e.base_url or f'{e.host}:{e.port}'}", file=out)
+        else:
+            launch = launch_for(cfg, e, e.port or 0)
+            port_note = "" if e.port else " (port 0 = a free port is picked at launch)"
+            print(f"engine {e.name}: {shlex.join(launch.argv)}{port_note}", file=out)
+            if e.env:
+                print(f"  env: {', '.join(e.env_names)} (values not shown)", file=out)
+        print(
+            f"  health {health_path(e)}, ready timeout {ready_timeout(e):g} s, backend {e.backend}",
+            file=out,
+        )
+        for p in plans:
+            for rate, conc, _rep in p.points():
+                flags = P.run_flags(
+                    cfg,
+                    e,
+                    p,
+                    url="http://127.0.0.1:8000",
+                    model=request_model(e),
+                    request_rate=rate,
+                    max_concurrency=conc,
+                )
+                P.parse_flags(e, p, flags)
+                total += 1
+        for p in plans:
+            rates = ", ".join(P.rate_text(r) for r in p.request_rates)
+            concs = ", ".join("none" if c is None else str(c) for c in p.max_concurrencies)
+            print(
+                f"  scenario {p.name}: {p.scenario.dataset}, {p.num_prompts} prompts, "
+                f"rates [{rates}], concurrency [{concs}], {p.repeats} repeat(s)",
+                file=out,
+            )
+    print(f"{total} runs; nothing was started (--dry-run)", file=out)
+
+
+@dataclass
+class SuiteRunner:
+    cfg: SuiteConfig
+    plans: list[P.ScenarioPlan]
+    rd: ResultsDir
+    manifest: Manifest
+    v: Validation
+    opts: SuiteOptions
+    out: TextIO
+    workloads: Workloads = field(default_factory=Workloads)
+    prepared: dict[tuple[str, str], Any] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reported: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "partial": 0, "failed": 0})
+    engine_failures: int = 0
+    total_runs: int = 0
+    done_runs: int = 0
+
+    # ------------------------------------------------------------ top level
+
+    def run(self) -> int:
+        self.say(f"sonic suite {self.cfg.name}: results in {self.rd.root}")
+        interrupted = False
+        failed: BaseException | None = None
+        with sigterm_as_interrupt():
+            try:
+                self.validate()
+                for e in self.cfg.engines:
+                    self.run_engine(e)
+            except KeyboardInterrupt:
+                interrupted = True
+                self.say("interrupted: the current server was stopped; finished runs are kept")
+            except BaseException as exc:  # recorded, then re-raised below
+                failed = exc
+            finally:
+                with signals_deferred():
+                    self.finish(interrupted, failed)
+        if failed is not None:
+            raise failed
+        code = self.build_report()
+        self.say(
+            f"{self.counts['ok']} runs ok, {self.counts['partial']} partial, "
+            f"{self.counts['failed']} failed"
+            + (f", {self.engine_failures} engine(s) failed" if self.engine_failures else "")
+            + f"; results in {self.rd.root}"
+        )
+        if interrupted:
+            return EXIT_INTERRUPTED
+        if self.engine_failures or self.counts["failed"]:
+            return 1
+        return code
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def validate(self) -> None:
+        from sonic.suite.validate import static_checks
+
+        self.say("validation:")
+        self.prepared = static_checks(self.cfg, self.plans, self.v, self.workloads)
+        self.v.write(self.rd.validation_path)
+        doc = self.manifest.doc
+        doc["fair"] = self.v.fair
+        # Merged, not replaced: a resume with --engines keeps the other engines' records.
+        workloads = doc.setdefault("workloads", {})
+        for p in self.plans:
+            w = workloads.setdefault(p.name, {"fingerprints": {}})
+            w.update({"dataset": p.scenario.dataset, "num_prompts": p.num_prompts})
+            for e in self.cfg.engines:
+                x = self.prepared.get((e.name, p.name))
+                if x is not None and x.workload is not None:
+                    w["fingerprints"][e.name] = x.workload.fingerprint
+            w["identical"] = len(set(w["fingerprints"].values())) <= 1
+        blocking = self.v.blocking()
+        if blocking:
+            doc["status"] = "failed"
+            doc["error"] = "validation failed: " + "; ".join(c.name for c in blocking)
+            doc["finished_at"] = now_iso()
+            self.manifest.save()
+            unfair = any(c.scope == "fairness" for c in blocking)
+            hint = " (or pass --allow-unfair to run an unfair comparison anyway)" if unfair else ""
+            raise SonicError(
+                f"validation failed ({', '.join(c.name for c in blocking)}); see "
+                f"{self.rd.validation_path}{hint}"
+            )
+        self.manifest.save()
+        self.total_runs = sum(len(P.runs_for(e, self.plans)) for e in self.cfg.engines)
+
+    def finish(self, interrupted: bool, failed: BaseException | None) -> None:
+        from sonic.suite.validate import check_consistency, check_reported
+
+        doc = self.manifest.doc
+        if self.answers:
+            check_consistency(self.answers, self.v)
+        if self.reported:
+            check_reported(self.reported, self.v)
+        if doc.get("status") == "failed" and isinstance(failed, SonicError):
+            pass  # validation already recorded why
+        elif interrupted:
+            doc["status"] = "interrupted"
+        elif failed is not None:
+            doc["status"] = "failed"
+            doc["error"] = f"{type(failed).__name__}: {failed}"
+        else:
+            doc["status"] = "finished"
+        doc["fair"] = self.v.fair
+        doc["finished_at"] = now_iso()
+        if doc["sessions"]:
+            doc["sessions"][-1]["finished_at"] = doc["finished_at"]
+            doc["sessions"][-1]["status"] = doc["status"]
+        self.manifest.save()
+        with contextlib.suppress(SonicError):
+            self.v.write(self.rd.validation_path)
+
+    def build_report(self) -> int:
+        """``sonic.report.build_report(dir)`` when the report package is there."""
+        try:
+            from sonic.report import build_report
+        except ImportError:
+            return 0
+        try:
+            build_report(self.rd.root, out=self.out)
+            return 0
+        except SonicError as exc:
+            print(f"sonic suite: report: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # the results are safe on disk; say so instead of a traceback
+            print(
+                f"sonic suite: report failed ({type(exc).__name__}: {exc}); the results are "
+                f"complete, rebuild the report with `sonic report {self.rd.root}`",
+                file=sys.stderr,
+            )
+            return 1
+
+    # ------------------------------------------------------------ one engine
+
+    def run_engine(self, e: EngineConfig) -> None:
+        runs = P.runs_for(e, self.plans)
+        finished = self.manifest.finished(self.rd.root)
+        todo = [r for r in runs if r.id not in finished]
+        self.done_runs += len(runs) - len(todo)
+        entry = self.manifest.engine(e.name)
+        entry.update(
+            {
+                "preset": e.preset,
+                "external": e.external,
+                "log": self.rd.rel(self.rd.log_path(e.name)),
+                "env": e.env_names,
+                "settings": e.settings.as_dict(),
+                "simulated": bool(entry.get("simulated", e.preset == "sim")),
+            }
+        )
+        entry.setdefault("version", None)
+        entry.setdefault("error", None)
+        if not todo:
+            entry.setdefault("status", "ok")
+            self.say(f"engine {e.name}: all {len(runs)} runs already finished; not started")
+            self.manifest.save()
+            return
+        # Only this session's static checks block an engine (live failures of an earlier
+        # session are exactly what a resume retries).
+        static = (f"engine.{e.name}.launch", f"engine.{e.name}.env")
+        blocked = [c for c in self.v.engine_failures(e.name) if c.name in static]
+        if blocked:
+            why = "; ".join(f"{c.name}: {c.reason}" for c in blocked)
+            self.fail_engine(entry, e, why, status="skipped")
+            return
+        session = EngineSession(self.cfg, e, self.rd.log_path(e.name))
+        session.plan_launch()
+        entry.update(
+            {
+                "argv": session.argv,
+                "server_args": session.server_args,
+                "base_url": session.url,
+                "port": session.port,
+                "uncontrolled": session.launch.uncontrolled if session.launch else [],
+                "status": "starting",
+                "error": None,
+                "started_at": now_iso(),
+            }
+        )
+        entry.pop("interrupted", None)
+        self.say(
+            f"engine {e.name}: "
+            + ("external at " + session.url if e.external else f"starting on {session.url}")
+            + f" ({len(todo)} runs)"
+        )
+        try:
+            try:
+                session.launch_process()
+                if session.server is not None:
+                    entry["pid"] = session.server.pid
+                    entry["pgid"] = session.server.pgid
+                self.manifest.save()
+                session.wait()
+            except EngineFailed as exc:
+                self.v.add(
+                    f"engine.{e.name}.health",
+                    FAIL,
+                    str(exc),
+                    f"see {self.rd.rel(self.rd.log_path(e.name))}; raise ready_timeout_s if it "
+                    "only needs longer",
+                    {"log_tail": exc.log_tail},
+                    scope=engine_scope(e.name),
+                )
+                self.fail_engine(entry, e, str(exc), exc.log_tail)
+                return
+            self.engine_ready(session, entry)
+            for run in todo:
+                if not session.alive():
+                    code = session.server.exit_code() if session.server else None
+                    raise EngineFailed(
+                        f"the server exited (code {code}) during the runs", session.log_tail()
+                    )
+                self.do_run(session, run)
+            entry["status"] = "ok"
+            self.v.drop(f"engine.{e.name}.runtime")
+        except EngineFailed as exc:
+            self.v.add(
+                f"engine.{e.name}.runtime",
+                FAIL,
+                str(exc),
+                f"see {self.rd.rel(self.rd.log_path(e.name))}",
+                {"log_tail": exc.log_tail},
+                scope=engine_scope(e.name),
+            )
+            self.fail_engine(entry, e, str(exc), exc.log_tail)
+        except KeyboardInterrupt:
+            # Not the engine's fault: it stays "ok", marked as cut short.
+            entry.update({"status": "ok", "interrupted": True, "error": "interrupted"})
+            raise
+        except BaseException as exc:
+            entry.update({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            raise
+        finally:
+            if session.server is not None:
+                stop = session.stop()
+                entry["stop"] = stop
+                entry["stopped_at"] = now_iso()
+                how = stop.get("how", "")
+                left = stop.get("left") or []
+                self.say(
+                    f"engine {e.name}: stopped ({how})"
+                    + (f"; processes left: {left}" if left else "")
+                )
+            with contextlib.suppress(SonicError):
+                self.manifest.save()
+                self.v.write(self.rd.validation_path)
+
+    def fail_engine(
+        self,
+        entry: dict[str, Any],
+        e: EngineConfig,
+        error: str,
+        tail: str = "",
+        status: str = "failed",
+    ) -> None:
+        """Record why an engine did not (fully) run; the suite goes on with the next one."""
+        self.engine_failures += 1
+        entry["status"] = status
+        entry["error"] = error
+        self.say(f"engine {e.name}: {status.upper()}: {error}; going on without it")
+        if tail:
+            for line in tail.splitlines()[-10:]:
+                self.say(f"  | {line}")
+        self.manifest.save()
+
+    def engine_ready(self, session: EngineSession, entry: dict[str, Any]) -> None:
+        from sonic.suite import probes
+        from sonic.suite.validate import check_live
+
+        e = session.engine
+        check_live(session, self.v)
+        self.reported[e.name] = dict(session.reported)
+        from sonic.compat.backends import resolve_route
+
+        route = resolve_route(e.backend, e.endpoint)
+        answer = probes.probe(session.url, route.endpoint, route.api, session.request_model())
+        self.answers[e.name] = answer.as_dict()
+        entry.update(
+            {
+                "status": "running",
+                "version": session.version,
+                "simulated": session.simulated,
+                "ready_s": session.ready_s,
+                "served_models": session.models.ids if session.models else [],
+                "reported": session.reported,
+            }
+        )
+        note = " (simulated engine)" if session.simulated else ""
+        version = f", version {session.version}" if session.version else ""
+        self.say(f"engine {e.name}: ready in {session.ready_s:.1f} s{version}{note}")
+        self.manifest.save()
+        self.v.write(self.rd.validation_path)
+
+    # ------------------------------------------------------------ one run
+
+    def do_run(self, session: EngineSession, run: P.RunSpec) -> None:
+        from sonic.benchmark import run_point
+        from sonic.suite import probes
+
+        e = session.engine
+        p = next(x for x in self.plans if x.name == run.scenario)
+        run_dir = self.rd.root / run.rel_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        filename = f"{run.stem}.json"
+        for stale in (run_dir / filename, run_dir / f"{run.stem}.requests.jsonl"):
+            stale.unlink(missing_ok=True)
+        flags = P.run_flags(
+            self.cfg,
+            e,
+            p,
+            url=session.url,
+            model=session.request_model(),
+            request_rate=run.request_rate,
+            max_concurrency=run.max_concurrency,
+            result_dir=str(run_dir),
+            result_filename=filename,
+            server_args=session.server_args,
+        )
+        args = P.parse_flags(e, p, flags)
+        wl = self.workloads.get(args)
+        entry: dict[str, Any] = {
+            "id": run.id,
+            "engine": run.engine,
+            "scenario": run.scenario,
+            "dataset": run.dataset,
+            "request_rate": "inf" if math.isinf(run.request_rate) else run.request_rate,
+            "max_concurrency": run.max_concurrency,
+            "repeat": run.repeat,
+            "status": "failed",
+            "file": None,
+            "raw_file": None,
+            "error": None,
+            "dialect": args.profile.json_dialect,
+            "fingerprint": wl.fingerprint,
+            "simulated": session.simulated,
+            "started_at": now_iso(),
+            "warnings": [],
+        }
+        expected = self.manifest.doc["workloads"].get(run.scenario, {}).get("fingerprints", {})
+        if expected.get(e.name) not in (None, wl.fingerprint):
+            entry["warnings"].append("workload differs from the one validated")
+        if e.reset_prefix_cache:
+            preset = session.preset
+            path = e.reset_path or (preset.reset_path if preset else None)
+            if path is None:
+                entry["warnings"].append(
+                    "reset_prefix_cache: no reset endpoint known (set reset_path)"
+                )
+            else:
+                why = probes.reset_prefix_cache(session.url, path)
+                if why:
+                    entry["warnings"].append(f"prefix cache reset failed: {why}")
+        buf: TextIO = self.out if self.opts.verbose else io.StringIO()
+        t = time.monotonic()
+        interrupted = False
+        try:
+            outcome = run_point(
+                args, wl.tokenizer, wl.samples, simulated=session.simulated, progress=False, out=buf
+            )
+        except SonicError as exc:
+            entry["error"] = str(exc)
+            outcome = None
+        except KeyboardInterrupt:
+            entry["error"] = "interrupted"
+            entry["interrupted"] = True
+            interrupted = True
+            outcome = None
+        if outcome is not None:
+            self._record_outcome(entry, outcome)
+            interrupted = interrupted or outcome.exit_code == EXIT_INTERRUPTED
+        entry["finished_at"] = now_iso()
+        entry["seconds"] = round(time.monotonic() - t, 3)
+        self.manifest.set_run(entry)
+        self.manifest.save()
+        self.counts[entry["status"]] = self.counts.get(entry["status"], 0) + 1
+        self.done_runs += 1
+        self.say(self._run_line(run, entry, outcome))
+        if interrupted:
+            raise KeyboardInterrupt
+        if entry["status"] == "failed" and not session.alive():
+            raise EngineFailed("the server exited during a run", session.log_tail())
+
+    def _record_outcome(self, entry: dict[str, Any], outcome: Any) -> None:
+        m = outcome.metrics
+        if outcome.result_path is not None:
+            path = Path(outcome.result_path)
+            entry["file"] = self.rd.rel(path)
+            raw = path.with_name(path.name[: -len(".json")] + ".requests.jsonl")
+            if raw.is_file():
+                entry["raw_file"] = self.rd.rel(raw)
+        entry["exit_code"] = outcome.exit_code
+        entry["completed"] = m.completed
+        entry["failed"] = m.failed
+        if m.cancelled or outcome.exit_code == EXIT_INTERRUPTED:
+            entry["status"] = "partial"
+            entry["interrupted"] = True
+            entry["error"] = "interrupted"
+        elif m.completed == 0:
+            entry["status"] = "failed"
+            errors = m.errors(1)
+            entry["error"] = errors[0][1] if errors else "no request completed"
+        elif outcome.reasons:
+            entry["status"] = "partial"
+            entry["error"] = "; ".join(outcome.reasons)
+        else:
+            entry["status"] = "ok"
+        if entry["file"] is None and entry["status"] != "failed":
+            entry["status"] = "failed"
+            entry["error"] = "no result file was written"
+
+    def _run_line(self, run: P.RunSpec, entry: dict[str, Any], outcome: Any) -> str:
+        head = f"[{self.done_runs}/{self.total_runs}] {run.id}: {entry['status']}"
+        if outcome is None or outcome.metrics is None:
+            return f"{head}: {entry.get('error')}"
+        m = outcome.metrics
+        ttft = m.stats["ttft"].mean
+        tpot = m.stats["tpot"].mean
+        parts = [
+            f"{m.completed}/{m.num_requests} ok",
+            f"{m.request_throughput:.2f} req/s",
+            f"{m.output_throughput:.1f} tok/s",
+        ]
+        if ttft is not None:
+            parts.append(f"TTFT {ttft * 1000:.1f} ms")
+        if tpot is not None:
+            parts.append(f"TPOT {tpot * 1000:.2f} ms")
+        tail = f" ({entry['error']})" if entry.get("error") else ""
+        return f"{head}: " + ", ".join(parts) + tail
