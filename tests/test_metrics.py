@@ -486,3 +486,41 @@ def test_unknown_rule_is_rejected():
         MetricRules(ttft_rule="first_byte")
     with pytest.raises(SonicError, match="compat"):
         MetricRules.for_compat("sglang")
+
+
+# ------------------------------------------------------------------ skip rules (MAX G2/G3)
+
+
+def _four_requests() -> RunRecords:
+    # Sent at 0, 10, 20, 30 ms with TTFTs 10, 20, 30, 40 ms; the first sent ends last.
+    return build_records(
+        [
+            stream(0.0, 10.0, 5.0, 4, done_after=200.0),
+            stream(10.0, 20.0, 5.0, 4),
+            stream(20.0, 30.0, 5.0, 4),
+            stream(30.0, 40.0, 5.0, 4),
+        ]
+    )
+
+
+def test_skip_first_and_last_leave_aggregates_but_not_counts():
+    from sonic.metrics import SkipRules
+
+    recs = _four_requests()
+    m = compute_metrics(recs, VLLM, [5] * 4, words, skip=SkipRules(first=1, last=1))
+    # first-submitted is request 0; last-completed is request 0 too, then request 3.
+    assert (m.completed, m.failed, m.skipped) == (4, 0, 1)
+    assert m.stats["ttft"].n == 3
+    m2 = compute_metrics(recs, VLLM, [5] * 4, words, skip=SkipRules(first=2, last=1))
+    assert m2.skipped == 2 and m2.stats["ttft"].n == 2
+    assert m2.stats["ttft"].mean == approx((0.030 + 0.040) / 2)
+    assert m2.total_output_tokens == 8
+
+
+def test_ttft_skip_drops_only_ttft_and_per_request_throughput():
+    from sonic.metrics import SkipRules
+
+    m = compute_metrics(_four_requests(), VLLM, [5] * 4, words, skip=SkipRules(ttft=2))
+    assert m.stats["ttft"].n == 2 and m.stats["ttft"].mean == approx(0.035)
+    assert m.stats["e2el"].n == 4 and m.stats["tpot"].n == 4
+    assert m.skipped == 0

@@ -247,7 +247,7 @@ def run_point(
 ) -> PointOutcome:
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
     from sonic import client, console, results
-    from sonic.metrics import MetricRules, compute_metrics, token_counter
+    from sonic.metrics import MetricRules, SkipRules, compute_metrics, token_counter
 
     out = sys.stdout if out is None else out
     config = build_run_config(args, samples)
@@ -264,6 +264,11 @@ def run_point(
         count_tokens=token_counter(tokenizer),
         goodput=args.metrics.goodput,
         percentiles=args.metrics.metric_percentiles,
+        skip=SkipRules(
+            first=args.metrics.skip_first_n_requests,
+            last=args.metrics.skip_last_n_requests,
+            ttft=args.metrics.ttft_skip_requests,
+        ),
     )
     dialect = p.json_dialect
     info = make_info(args, simulated=simulated)
@@ -344,9 +349,30 @@ def run_benchmark(args: RunArgs) -> int:
     simulated = is_simulated(args.target.base_url)
     tokenizer, samples = load_workload(args)
     code = 0
-    for point in args.points():
+    points = list(args.points())
+    for point in points:
+        if len(points) > 1:
+            point = _per_point_filename(point)
         outcome = run_point(point, tokenizer, samples, simulated=simulated)
         code = max(code, outcome.exit_code)
         if outcome.exit_code == 130:
             break
     return code
+
+
+def _per_point_filename(point: RunArgs) -> RunArgs:
+    """In a sweep, one ``--result-filename`` would be overwritten by every point: each point
+    gets its own file, the rate (and concurrency) inserted before the extension."""
+    from dataclasses import replace
+
+    name = point.output.result_filename
+    if not name or point.output.append_result:
+        return point
+    rate = point.traffic.request_rate
+    mc = point.traffic.max_concurrency
+    tag = f"-{'inf' if math.isinf(rate) else f'{rate:g}'}qps"
+    tag += f"-concurrency{mc}" if mc is not None else ""
+    stem, dot, ext = name.rpartition(".")
+    new = f"{stem}{tag}.{ext}" if dot and stem else f"{name}{tag}"
+    return replace(point, output=replace(point.output, result_filename=new))
+

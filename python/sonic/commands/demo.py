@@ -21,9 +21,9 @@ DEFAULT_RUN = [
 ]  # fmt: skip
 
 
-def _start_sim(profile: str) -> tuple[subprocess.Popen[str], str]:
+def _start_sim(profile: str, tokenizer: str) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
-    cmd += ["--profile", profile]
+    cmd += ["--profile", profile, "--tokenizer", tokenizer]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 30
     assert proc.stdout is not None
@@ -55,9 +55,11 @@ def main(argv: list[str]) -> int:
     from sonic.benchmark import run_benchmark
     from sonic.compat import parse_run_args
 
-    proc, url = _start_sim(ns.profile)
+    # The small byte-level BPE shipped in the package: the sim counts prompt tokens with it and
+    # the client re-tokenizes outputs with it, so both sides agree without any download.
+    tokenizer = str(files("sonic") / "data" / "demo_tokenizer")
+    proc, url = _start_sim(ns.profile, tokenizer)
     try:
-        tokenizer = str(files("sonic") / "data" / "demo_tokenizer" / "tokenizer.json")
         args = parse_run_args(
             ["--base-url", url, "--model", "sonic-sim", "--tokenizer", tokenizer]
             + DEFAULT_RUN

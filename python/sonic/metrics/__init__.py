@@ -6,7 +6,7 @@ gives a BenchmarkMetrics; the result writers and the console only select and ren
 
 from __future__ import annotations
 
-from sonic.metrics.aggregate import BenchmarkMetrics, TokenDiscrepancy, compute_metrics
+from sonic.metrics.aggregate import BenchmarkMetrics, SkipRules, TokenDiscrepancy, compute_metrics
 from sonic.metrics.requests import RequestMetrics, TokenCounter, compute_request_metrics
 from sonic.metrics.rules import (
     PERCENTILE_METRICS,
@@ -19,6 +19,7 @@ from sonic.metrics.stats import Summary, percentile_word, summarize
 from sonic.metrics.tokens import token_counter
 
 __all__ = [
+    "SkipRules",
     "PERCENTILE_METRICS",
     "BenchmarkMetrics",
     "MetricRules",

@@ -71,6 +71,7 @@ class BenchmarkMetrics:
     requests: RequestMetrics
     t0_unix_ns: int = 0
     percentiles: list[float] = field(default_factory=list)
+    skipped: int = 0  # requests left out of the aggregates by SkipRules
 
     def errors(self, limit: int | None = None) -> list[tuple[int, str]]:
         """(request index, error) of failed requests, in request order."""
@@ -91,12 +92,19 @@ def compute_metrics(
     count_tokens: TokenCounter | None = None,
     goodput: dict[str, float] | None = None,
     percentiles: Sequence[float] = (99.0,),
+    skip: SkipRules | None = None,
 ) -> BenchmarkMetrics:
-    """All metrics of a run. ``goodput`` is ``parse_goodput``'s dict (SLOs in ms)."""
-    req = compute_request_metrics(records, rules, prompt_lens, count_tokens)
+    """All metrics of a run. ``goodput`` is ``parse_goodput``'s dict (SLOs in ms).
+
+    ``skip`` leaves warm-up and drain requests out of the aggregates (see SkipRules); the
+    request counts (completed, failed) always cover every request, so no failure is hidden.
+    """
+    full = compute_request_metrics(records, rules, prompt_lens, count_tokens)
+    n = full.n
+    completed = int(full.success.sum())
+    skip = skip or SkipRules()
+    req = _without(full, skip.aggregate_mask(records))
     ok = req.success
-    n = req.n
-    completed = int(ok.sum())
     sent_any = ~np.isnan(req.sent_s)
 
     duration = _duration_s(records, rules)
@@ -106,7 +114,7 @@ def compute_metrics(
     def rate(x: float) -> float:
         return x / duration if duration > 0 else 0.0
 
-    stats = _stats(req, percentiles)
+    stats = _stats(req, percentiles, ttft_mask=skip.ttft_mask(n))
     good, goodput_rate = None, None
     if goodput:
         good = _good_requests(req, goodput)
@@ -119,6 +127,7 @@ def compute_metrics(
         completed=completed,
         failed=n - completed,
         not_sent=int((~sent_any).sum()),
+        skipped=int(n - skip.aggregate_mask(records).sum()) if n else 0,
         cancelled=bool(records.cancelled),
         duration_s=duration,
         total_input_tokens=total_in,
@@ -139,10 +148,52 @@ def compute_metrics(
         successes_without_first_token=int((ok & np.isnan(req.ttft_s)).sum()),
         stats=stats,
         tokens=_token_discrepancy(req),
-        requests=req,
+        requests=full,
         t0_unix_ns=int(records.t0_unix_ns),
         percentiles=[float(p) for p in percentiles],
     )
+
+
+@dataclass(frozen=True)
+class SkipRules:
+    """Requests left out of the aggregates, as MAX's scripts do.
+
+    ``first``/``last`` (G3's --skip-first/last-n-requests): the first-submitted and the
+    last-completed N requests leave every latency and token aggregate. ``ttft`` (G2's
+    --ttft-skip-requests): the first N requests leave the TTFT and per-request throughput
+    distributions only.
+    """
+
+    first: int = 0
+    last: int = 0
+    ttft: int = 0
+
+    def aggregate_mask(self, records: RunRecords) -> np.ndarray:
+        n = records.n
+        keep = np.ones(n, dtype=bool)
+        if self.first:
+            sent = np.asarray(records.sent_ns, dtype=np.int64)
+            order = np.argsort(np.where(sent >= 0, sent, np.iinfo(np.int64).max), kind="stable")
+            keep[order[: self.first]] = False
+        if self.last:
+            end = np.asarray(records.end_ns, dtype=np.int64)
+            order = np.argsort(np.where(end >= 0, end, np.iinfo(np.int64).min), kind="stable")
+            keep[order[::-1][: self.last]] = False
+        return keep
+
+    def ttft_mask(self, n: int) -> np.ndarray:
+        keep = np.ones(n, dtype=bool)
+        keep[: self.ttft] = False
+        return keep
+
+
+def _without(req: RequestMetrics, keep: np.ndarray) -> RequestMetrics:
+    """``req`` with the requests outside ``keep`` marked unsuccessful (out of aggregates)."""
+    if keep.all():
+        return req
+    from dataclasses import replace
+
+    return replace(req, success=req.success & keep)
 
 
 def _duration_s(records: RunRecords, rules: MetricRules) -> float:
@@ -161,7 +212,9 @@ def _duration_s(records: RunRecords, rules: MetricRules) -> float:
     return max(stop - start, 0) / NS
 
 
-def _stats(req: RequestMetrics, percentiles: Sequence[float]) -> dict[str, Summary]:
+def _stats(
+    req: RequestMetrics, percentiles: Sequence[float], ttft_mask: np.ndarray | None = None
+) -> dict[str, Summary]:
     ok = req.success
 
     def sel(values: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
@@ -174,15 +227,15 @@ def _stats(req: RequestMetrics, percentiles: Sequence[float]) -> dict[str, Summa
     sent = ~np.isnan(req.queue_s)
     p = list(percentiles)
     return {
-        "ttft": summarize(sel(req.ttft_s), p),
+        "ttft": summarize(sel(req.ttft_s, ttft_mask), p),
         "tpot": summarize(sel(req.tpot_s), p),
         "itl": summarize(req.itl_s[itl_ok], p),
         "e2el": summarize(sel(req.e2el_s), p),
         "client_queue_time": summarize(sel(req.queue_s), p),
         "e2el_including_client_queue": summarize(sel(req.e2el_intended_s), p),
         "ttft_intended": summarize(sel(req.ttft_intended_s), p),
-        "input_throughput": summarize(sel(req.input_throughput), p),
-        "output_throughput": summarize(sel(req.output_throughput), p),
+        "input_throughput": summarize(sel(req.input_throughput, ttft_mask), p),
+        "output_throughput": summarize(sel(req.output_throughput, ttft_mask), p),
         "dispatch_lag": summarize(req.queue_s[sent], p),
     }
 

@@ -1,0 +1,72 @@
+"""``python -m sonic sim`` as a real separate process, for end-to-end tests of the client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+TOKENIZER = Path(__file__).parent / "fixtures" / "tokenizer"
+
+
+@contextmanager
+def sim_process(*flags: str, tokenizer: bool = True) -> Iterator[str]:
+    """Start the simulated engine on a free port; yields its base URL; stops it after."""
+    cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
+    if tokenizer:
+        cmd += ["--tokenizer", str(TOKENIZER)]
+    proc = subprocess.Popen([*cmd, *flags], stdout=subprocess.PIPE, text=True)
+    try:
+        url = _read_url(proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _read_url(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"sonic sim exited with {proc.wait()} before listening")
+        if "listening on" in line:
+            return line.strip().rsplit(" ", 1)[-1]
+    raise RuntimeError("sonic sim did not start within 60 s")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The sim's /metrics as {sample name: summed value} (labels summed over)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0.0) + s.value
+    return out
+
+
+def run_sonic(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m sonic ARGS`` as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sonic", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
