@@ -78,7 +78,8 @@ def test_failures_finish_the_run_with_partial_results(tmp_path):
 
 
 def test_max_dialect_exits_1_when_requests_fail(tmp_path):
-    with sim_process("--ttft-ms", "2", "--itl-ms", "1", "--output-len", "4", "--fail-500", "1") as u:
+    flags = ["--ttft-ms", "2", "--itl-ms", "1", "--output-len", "4", "--fail-500", "1"]
+    with sim_process(*flags) as u:
         cp = run_sonic(
             "--backend", "modular", "--base-url", u, *BASE, "--random-output-len", "4",
             "--request-rate", "inf", "--num-prompts", "5", "--skip-test-prompt",

@@ -375,4 +375,3 @@ def _per_point_filename(point: RunArgs) -> RunArgs:
     stem, dot, ext = name.rpartition(".")
     new = f"{stem}{tag}.{ext}" if dot and stem else f"{name}{tag}"
     return replace(point, output=replace(point.output, result_filename=new))
-
