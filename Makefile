@@ -5,7 +5,12 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv install demo test lint rust-test py-test bench clean
+.PHONY: venv install demo test lint rust-test py-test bench clean sysdeps
+
+# Debian packages the tests need: headless Chromium checks the offline HTML report.
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(VENV)/.deps-stamp: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,8 +28,9 @@ venv: $(VENV)/.deps-stamp
 install: venv
 	maturin develop --release -q
 
+# Two simulated engines compared like a real pair: results/…-sim-demo/{summary.md,report.html}.
 demo: install
-	$(PY) -m sonic demo
+	$(PY) -m sonic suite run examples/sim-demo.toml --quick
 
 lint: venv
 	cargo fmt --check
@@ -36,7 +42,7 @@ lint: venv
 rust-test:
 	cargo test
 
-py-test: install
+py-test: install sysdeps
 	$(PY) -m pytest -q -ra
 
 test: lint rust-test py-test
