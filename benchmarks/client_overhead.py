@@ -1,0 +1,183 @@
+"""How much the client itself costs and distorts, measured against `sonic sim` in exact mode.
+
+Run on demand (not a test; timings on a shared machine are noisy):
+
+    make install && .venv/bin/python benchmarks/client_overhead.py [--quick]
+
+Prints, per number of concurrent streams (1, 100, 1000): SSE chunks ingested per client
+CPU-second, and the TTFT error against the engine's configured TTFT (mean, p99); then the
+dispatch lag (actual minus intended send) p99 at 1,000 and 5,000 req/s. Where a peer client
+is installed (`vllm bench serve`, `aiperf`), it runs the same workload in the same session and
+the ratios are printed. Targets on a 2-core machine: TTFT error p99 < 0.5 ms at 1,000 streams,
+dispatch lag p99 < 1 ms at 5,000 req/s, >= 20x vLLM's client in chunks per CPU-second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sonic import client
+from sonic.records import CHUNK_TEXT, RunRecords
+
+TTFT_MS = 20.0
+ITL_MS = 2.0
+
+
+@contextmanager
+def sim(output_len: int, ttft_ms: float = TTFT_MS, itl_ms: float = ITL_MS):
+    """The engine in its own process, so its CPU time is not charged to the client."""
+    cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
+    cmd += ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--output-len", str(output_len)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit("sonic sim did not start")
+            if "listening on" in line:
+                yield line.strip().rsplit(" ", 1)[-1]
+                return
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def config(url: str, n: int, output_len: int, rate: float | None, mc: int | None):
+    return client.RunConfig(
+        base_url=url,
+        endpoint="/v1/completions",
+        api="completions",
+        model="sonic-sim",
+        headers=[],
+        request_id_prefix="bench-",
+        timeout_s=600.0,
+        body=client.BodyOptions(
+            max_tokens_field="max_tokens",
+            include_usage=False,
+            ignore_eos=None,
+            fields={"ignore_eos": True, "stream_options": {"include_usage": True}},
+            extra_body={},
+        ),
+        requests=[
+            client.RequestSpec(
+                prompt=f"request {i} of the benchmark", messages=None, max_tokens=output_len
+            )
+            for i in range(n)
+        ],  # fmt: skip
+        schedule=client.ScheduleSpec(
+            request_rate=rate, burstiness=None, ramp_up=None, convention="precomputed", seed=0
+        ),
+        max_concurrency=mc,
+        max_duration_s=None,
+    )
+
+
+@dataclass
+class Measured:
+    chunks: int
+    cpu_s: float
+    ttft_err_ms: np.ndarray
+    lag_ms: np.ndarray
+    failed: int
+
+    @property
+    def chunks_per_cpu_s(self) -> float:
+        return self.chunks / self.cpu_s if self.cpu_s > 0 else float("nan")
+
+
+def measure(cfg) -> Measured:
+    before = time.process_time()
+    rec: RunRecords = client.run(cfg, progress=False)
+    cpu = time.process_time() - before
+    kinds = np.asarray(rec.chunk_kind)
+    first = []
+    for i in range(rec.n):
+        s = rec.chunk_slice(i)
+        text = np.flatnonzero(kinds[s] == CHUNK_TEXT)
+        if rec.error[i] is None and text.size:
+            first.append(rec.chunk_ns[s.start + text[0]] - rec.sent_ns[i])
+    sent = rec.sent_ns >= 0
+    return Measured(
+        chunks=int(kinds.size),
+        cpu_s=cpu,
+        ttft_err_ms=np.asarray(first, dtype=np.float64) / 1e6 - TTFT_MS,
+        lag_ms=(rec.sent_ns[sent] - rec.intended_ns[sent]) / 1e6,
+        failed=sum(e is not None for e in rec.error),
+    )
+
+
+def vllm_peer(url: str, n: int, output_len: int, mc: int) -> float | None:
+    """Chunks per CPU-second of `vllm bench serve` on the same workload, or None."""
+    exe = shutil.which("vllm")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cmd = [exe, "bench", "serve", "--backend", "vllm", "--base-url", url,
+               "--model", "sonic-sim", "--tokenizer", str(TOKENIZER), "--dataset-name",
+               "random", "--random-input-len", "8", "--random-output-len", str(output_len),
+               "--ignore-eos", "--num-prompts", str(n), "--max-concurrency", str(mc),
+               "--save-result", "--result-dir", tmp, "--result-filename", "v.json"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode != 0:
+            print(f"  vllm bench serve failed: {done.stderr.strip().splitlines()[-1:]}")
+            return None
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        doc = json.loads((Path(tmp) / "v.json").read_text())
+        return doc["total_output_tokens"] / cpu if cpu > 0 else None
+
+
+TOKENIZER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokenizer"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer requests per point")
+    ns = p.parse_args()
+    scale = 0.25 if ns.quick else 1.0
+    print(f"sonic client overhead ({os.cpu_count()} CPUs), sim exact mode TTFT {TTFT_MS} ms, "
+          f"ITL {ITL_MS} ms")  # fmt: skip
+    print(f"{'streams':>8} {'chunks':>9} {'chunks/CPU-s':>13} {'TTFT err mean':>14} "
+          f"{'TTFT err p99':>13} {'failed':>7} {'vs vLLM':>8}")  # fmt: skip
+    for streams, per_stream in ((1, 20), (100, 4), (1000, 2)):
+        output_len = 200
+        n = max(1, int(streams * per_stream * scale))
+        with sim(output_len) as url:
+            m = measure(config(url, n, output_len, None, streams))
+            peer = vllm_peer(url, n, output_len, streams)
+        ratio = f"{m.chunks_per_cpu_s / peer:.1f}x" if peer else "n/a"
+        err = m.ttft_err_ms
+        print(f"{streams:>8} {m.chunks:>9} {m.chunks_per_cpu_s:>13,.0f} "
+              f"{err.mean():>11.3f} ms {np.percentile(err, 99):>10.3f} ms {m.failed:>7} "
+              f"{ratio:>8}")  # fmt: skip
+    print()
+    print(f"{'req/s':>8} {'requests':>9} {'lag p50':>10} {'lag p99':>10} {'lag max':>10}")
+    for rate in (1000.0, 5000.0):
+        n = int(rate * 3 * scale)
+        with sim(1, ttft_ms=1.0, itl_ms=1.0) as url:
+            m = measure(config(url, n, 1, rate, None))
+        lag = m.lag_ms
+        print(f"{rate:>8.0f} {n:>9} {np.percentile(lag, 50):>7.3f} ms "
+              f"{np.percentile(lag, 99):>7.3f} ms {lag.max():>7.3f} ms")  # fmt: skip
+    if shutil.which("vllm") is None:
+        print("\npeer clients: `vllm` not installed here (pip install vllm to compare)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
