@@ -93,7 +93,9 @@ impl RunHandle {
 /// Validate a JSON RunConfig and start the run in the background.
 #[pyfunction]
 fn start_run(py: Python<'_>, config_json: &str) -> PyResult<RunHandle> {
-    let inner = py.detach(|| core_start_run(config_json)).map_err(core_err)?;
+    let inner = py
+        .detach(|| core_start_run(config_json))
+        .map_err(core_err)?;
     Ok(RunHandle { inner })
 }
 

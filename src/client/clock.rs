@@ -3,6 +3,7 @@
 
 /// CLOCK_MONOTONIC now, in ns (a vDSO call, ~20 ns).
 #[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // time_t / c_long are not i64 on every unix
 pub fn mono_ns() -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

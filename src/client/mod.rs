@@ -12,6 +12,8 @@ pub mod request;
 pub mod run;
 pub mod sse;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 pub use config::RunConfig;
 pub use run::{start_run, RunHandle};
