@@ -1,1 +1,150 @@
-//! (placeholder)
+//! The recorder: per-request buffers filled while a request streams, and the columnar
+//! `Records` of a whole run handed to Python as numpy arrays (no per-chunk Python objects).
+
+/// Everything measured for one request. Text of all its chunks goes into one arena.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// When the dispatcher released the request (after any concurrency wait), ns since t0.
+    pub dispatched_ns: i64,
+    /// Just before the HTTP send, ns since t0; -1 = never sent.
+    pub sent_ns: i64,
+    /// When the response ended or the request failed, ns since t0; -1 = never ended.
+    pub end_ns: i64,
+    /// HTTP status; 0 = no response.
+    pub http_status: i32,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+    pub chunk_ns: Vec<i64>,
+    pub chunk_kind: Vec<u8>,
+    /// End offset of each chunk's text in `text`.
+    pub text_end: Vec<u32>,
+    pub text: Vec<u8>,
+}
+
+impl Default for RequestRecord {
+    fn default() -> Self {
+        Self {
+            dispatched_ns: -1,
+            sent_ns: -1,
+            end_ns: -1,
+            http_status: 0,
+            prompt_tokens: -1,
+            completion_tokens: -1,
+            error: None,
+            finish_reason: None,
+            chunk_ns: Vec::new(),
+            chunk_kind: Vec::new(),
+            text_end: Vec::new(),
+            text: Vec::new(),
+        }
+    }
+}
+
+impl RequestRecord {
+    pub fn push_chunk(&mut self, ns: i64, kind: u8, text: &str) {
+        self.chunk_ns.push(ns);
+        self.chunk_kind.push(kind);
+        self.text.extend_from_slice(text.as_bytes());
+        self.text_end.push(self.text.len() as u32);
+    }
+
+    /// An unsent request's record.
+    pub fn not_sent(error: &str) -> Self {
+        Self {
+            error: Some(error.to_string()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Columnar records of one run (see `Records` in `python/sonic/_core.pyi`).
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub t0_unix_ns: i64,
+    pub t0_mono_ns: i64,
+    pub cancelled: bool,
+    pub deadline_reached: bool,
+    pub intended_ns: Vec<i64>,
+    pub dispatched_ns: Vec<i64>,
+    pub sent_ns: Vec<i64>,
+    pub end_ns: Vec<i64>,
+    pub http_status: Vec<i32>,
+    pub prompt_tokens: Vec<i64>,
+    pub completion_tokens: Vec<i64>,
+    pub error: Vec<Option<String>>,
+    pub finish_reason: Vec<Option<String>>,
+    pub chunk_offsets: Vec<i64>,
+    pub chunk_ns: Vec<i64>,
+    pub chunk_kind: Vec<u8>,
+    pub chunk_text_offsets: Vec<i64>,
+    pub text: Vec<u8>,
+}
+
+impl Records {
+    /// Concatenate per-request records (in request order) into columns.
+    pub fn assemble(intended_ns: Vec<i64>, recs: Vec<RequestRecord>) -> Self {
+        let n = recs.len();
+        let chunks: usize = recs.iter().map(|r| r.chunk_ns.len()).sum();
+        let bytes: usize = recs.iter().map(|r| r.text.len()).sum();
+        let mut out = Records {
+            intended_ns,
+            dispatched_ns: Vec::with_capacity(n),
+            sent_ns: Vec::with_capacity(n),
+            end_ns: Vec::with_capacity(n),
+            http_status: Vec::with_capacity(n),
+            prompt_tokens: Vec::with_capacity(n),
+            completion_tokens: Vec::with_capacity(n),
+            error: Vec::with_capacity(n),
+            finish_reason: Vec::with_capacity(n),
+            chunk_offsets: Vec::with_capacity(n + 1),
+            chunk_ns: Vec::with_capacity(chunks),
+            chunk_kind: Vec::with_capacity(chunks),
+            chunk_text_offsets: Vec::with_capacity(chunks + 1),
+            text: Vec::with_capacity(bytes),
+            ..Records::default()
+        };
+        out.chunk_offsets.push(0);
+        out.chunk_text_offsets.push(0);
+        for r in recs {
+            out.dispatched_ns.push(r.dispatched_ns);
+            out.sent_ns.push(r.sent_ns);
+            out.end_ns.push(r.end_ns);
+            out.http_status.push(r.http_status);
+            out.prompt_tokens.push(r.prompt_tokens);
+            out.completion_tokens.push(r.completion_tokens);
+            out.error.push(r.error);
+            out.finish_reason.push(r.finish_reason);
+            let base = out.text.len() as i64;
+            out.chunk_ns.extend_from_slice(&r.chunk_ns);
+            out.chunk_kind.extend_from_slice(&r.chunk_kind);
+            out.chunk_text_offsets
+                .extend(r.text_end.iter().map(|&e| base + e as i64));
+            out.text.extend_from_slice(&r.text);
+            out.chunk_offsets.push(out.chunk_ns.len() as i64);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assemble_offsets() {
+        let mut a = RequestRecord::default();
+        a.push_chunk(10, 0, "ab");
+        a.push_chunk(20, 1, "");
+        let b = RequestRecord::not_sent("not sent: run cancelled");
+        let mut c = RequestRecord::default();
+        c.push_chunk(30, 0, "é");
+        let r = Records::assemble(vec![1, 2, 3], vec![a, b, c]);
+        assert_eq!(r.chunk_offsets, vec![0, 2, 2, 3]);
+        assert_eq!(r.chunk_text_offsets, vec![0, 2, 2, 4]);
+        assert_eq!(r.text, "abé".as_bytes());
+        assert_eq!(r.sent_ns, vec![-1, -1, -1]);
+        assert_eq!(r.error[1].as_deref(), Some("not sent: run cancelled"));
+    }
+}

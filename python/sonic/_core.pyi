@@ -50,12 +50,21 @@ class Records(TypedDict):
     chunk_kind: 0 = choice with non-empty text, 1 = choice with empty text (e.g. role-only
     delta), 2 = event without choices (usage-only, keep-alive), 3 = ``[DONE]``.
     -1 in sent_ns/end_ns means never sent / never ended; -1 in token counts means no usage.
+    t0_mono_ns is on CLOCK_MONOTONIC, the clock of ``time.monotonic_ns()``. dispatched_ns is
+    when the dispatcher released a request (after any max-concurrency wait), sent_ns just before
+    the HTTP send. error is None on success, else one line: ``connect error: …``,
+    ``HTTP 500: <body excerpt ≤ 200 chars>``, ``timeout after 1.5 s``, ``stream error: …``
+    (reset, truncated body), ``malformed chunk: …``, ``server error in stream: …``,
+    ``cancelled``, ``cancelled: max duration reached``, ``not sent: run cancelled``,
+    ``not sent: max duration reached`` (header values are redacted from every message).
     """
 
     t0_unix_ns: int
     t0_mono_ns: int
     cancelled: bool
+    deadline_reached: bool
     intended_ns: npt.NDArray[np.int64]
+    dispatched_ns: npt.NDArray[np.int64]
     sent_ns: npt.NDArray[np.int64]
     end_ns: npt.NDArray[np.int64]
     http_status: npt.NDArray[np.int32]
@@ -83,4 +92,5 @@ def start_run(config_json: str) -> RunHandle:
     """Start a run described by a JSON RunConfig (see sonic/client.py)."""
 
 def schedule_preview(schedule_json: str, n: int) -> npt.NDArray[np.float64]:
-    """Intended arrival offsets in seconds for n requests (precomputed convention)."""
+    """Intended arrival offsets in seconds for n requests of a JSON ScheduleSpec (its own
+    convention: precomputed or sequential)."""

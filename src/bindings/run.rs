@@ -1,6 +1,123 @@
-//! Bindings for a benchmark run (filled in by the client work).
-use pyo3::prelude::*;
+//! Bindings for a benchmark run: `start_run`, `RunHandle` and `schedule_preview`.
+//!
+//! The run itself lives on the core's own threads; Python only polls, cancels and waits, with
+//! the GIL released while waiting. Records come back as numpy columns (see `_core.pyi`).
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use std::time::Duration;
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::core_err;
+use crate::client::run::{start_run as core_start_run, RunHandle as CoreRunHandle};
+use crate::recorder::Records;
+use crate::schedule::ScheduleSpec;
+
+/// A run in progress on the core's runtime.
+#[pyclass(module = "sonic._core", name = "RunHandle", frozen)]
+pub struct RunHandle {
+    inner: CoreRunHandle,
+}
+
+fn records_dict<'py>(py: Python<'py>, r: &Records) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("t0_unix_ns", r.t0_unix_ns)?;
+    d.set_item("t0_mono_ns", r.t0_mono_ns)?;
+    d.set_item("cancelled", r.cancelled)?;
+    d.set_item("deadline_reached", r.deadline_reached)?;
+    d.set_item("intended_ns", PyArray1::from_slice(py, &r.intended_ns))?;
+    d.set_item("dispatched_ns", PyArray1::from_slice(py, &r.dispatched_ns))?;
+    d.set_item("sent_ns", PyArray1::from_slice(py, &r.sent_ns))?;
+    d.set_item("end_ns", PyArray1::from_slice(py, &r.end_ns))?;
+    d.set_item("http_status", PyArray1::from_slice(py, &r.http_status))?;
+    d.set_item("prompt_tokens", PyArray1::from_slice(py, &r.prompt_tokens))?;
+    d.set_item(
+        "completion_tokens",
+        PyArray1::from_slice(py, &r.completion_tokens),
+    )?;
+    d.set_item("error", r.error.clone())?;
+    d.set_item("finish_reason", r.finish_reason.clone())?;
+    d.set_item("chunk_offsets", PyArray1::from_slice(py, &r.chunk_offsets))?;
+    d.set_item("chunk_ns", PyArray1::from_slice(py, &r.chunk_ns))?;
+    d.set_item("chunk_kind", PyArray1::from_slice(py, &r.chunk_kind))?;
+    d.set_item(
+        "chunk_text_offsets",
+        PyArray1::from_slice(py, &r.chunk_text_offsets),
+    )?;
+    d.set_item("text", PyBytes::new(py, &r.text))?;
+    Ok(d)
+}
+
+#[pymethods]
+impl RunHandle {
+    fn poll<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.inner.poll();
+        let d = PyDict::new(py);
+        d.set_item("total", p.total)?;
+        d.set_item("dispatched", p.dispatched)?;
+        d.set_item("completed", p.completed)?;
+        d.set_item("failed", p.failed)?;
+        d.set_item("in_flight", p.in_flight)?;
+        d.set_item("elapsed_s", p.elapsed_s)?;
+        d.set_item("finished", p.finished)?;
+        Ok(d)
+    }
+
+    #[pyo3(signature = (abort_in_flight = false))]
+    fn cancel(&self, abort_in_flight: bool) {
+        self.inner.cancel(abort_in_flight);
+    }
+
+    #[pyo3(signature = (timeout_s = None))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        timeout_s: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let timeout = match timeout_s {
+            Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) if t.is_nan() || t < 0.0 => {
+                return Err(core_err(format!("timeout_s must be >= 0, got {t}")))
+            }
+            _ => None,
+        };
+        let inner = &self.inner;
+        match py.detach(|| inner.wait(timeout)) {
+            Some(r) => Ok(Some(records_dict(py, &r)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Validate a JSON RunConfig and start the run in the background.
+#[pyfunction]
+fn start_run(py: Python<'_>, config_json: &str) -> PyResult<RunHandle> {
+    let inner = py
+        .detach(|| core_start_run(config_json))
+        .map_err(core_err)?;
+    Ok(RunHandle { inner })
+}
+
+/// Intended arrival offsets in seconds for `n` requests of a ScheduleSpec.
+#[pyfunction]
+fn schedule_preview<'py>(
+    py: Python<'py>,
+    schedule_json: &str,
+    n: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let de = &mut serde_json::Deserializer::from_str(schedule_json);
+    let spec: ScheduleSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        core_err(format!("invalid schedule: {path}: {}", e.into_inner()))
+    })?;
+    let times = spec.arrivals_s(n).map_err(core_err)?;
+    Ok(PyArray1::from_vec(py, times))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RunHandle>()?;
+    m.add_function(wrap_pyfunction!(start_run, m)?)?;
+    m.add_function(wrap_pyfunction!(schedule_preview, m)?)?;
     Ok(())
 }

@@ -1,1 +1,19 @@
-//! (placeholder)
+//! The streaming load generator: schedule → dispatcher → one streamed request each → recorder.
+//!
+//! Each submodule has one job; `run` ties them together and is what the bindings call.
+
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod decode;
+pub mod dispatch;
+pub mod failure;
+pub mod request;
+pub mod run;
+pub mod sse;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+pub use config::RunConfig;
+pub use run::{start_run, RunHandle};

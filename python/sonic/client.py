@@ -1,0 +1,199 @@
+"""The load generator's Python face: a typed run configuration and ``run()``.
+
+Everything timed happens in the Rust core (``sonic._core``): the configuration is serialised
+to JSON once, the core prepares every request body before its t0, and Python only polls the
+progress counters and receives the columnar records at the end. Ctrl-C never loses what was
+measured: the first one stops dispatching and lets in-flight requests finish, the second one
+aborts them; either way the records come back with ``cancelled=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from sonic import _core
+from sonic.records import RunRecords
+
+POLL_S = 0.1  # how often the progress line is refreshed (and Ctrl-C noticed)
+PLAIN_EVERY_S = 10.0  # progress cadence when stderr is not a terminal
+
+API_KINDS = ("completions", "chat", "tgi", "trtllm")
+CONVENTIONS = ("precomputed", "sequential")  # vLLM bench serve | MAX benchmark_serving.py
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One request: a prompt (or chat messages) and its output-length limit (None: not sent)."""
+
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class RampUp:
+    """Per-request rate moving from ``start_rps`` to ``end_rps`` (linear | exponential)."""
+
+    strategy: str
+    start_rps: float
+    end_rps: float
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """Arrival process. ``request_rate`` None: all at t0 (unless ramping); ``burstiness``
+    None: constant spacing (``--burstiness inf``), 1.0: Poisson, else gamma."""
+
+    request_rate: float | None = None
+    burstiness: float | None = 1.0
+    ramp_up: RampUp | None = None
+    convention: str = "precomputed"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        ramp = self.ramp_up
+        return {
+            "request_rate": self.request_rate,
+            "burstiness": self.burstiness,
+            "ramp_up": None
+            if ramp is None
+            else {"strategy": ramp.strategy, "start_rps": ramp.start_rps, "end_rps": ramp.end_rps},
+            "convention": self.convention,
+            "seed": int(self.seed),
+        }
+
+
+@dataclass(frozen=True)
+class BodyOptions:
+    """Body fields shared by every request. ``fields`` is copied into each body and wins over
+    the managed fields; ``max_tokens_field`` is dotted for nested fields (TGI)."""
+
+    max_tokens_field: str = "max_tokens"
+    include_usage: bool = False
+    ignore_eos: bool | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A complete run for the core. Header values are secrets: excluded from ``repr``."""
+
+    base_url: str
+    endpoint: str
+    api: str
+    model: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    request_id_prefix: str = ""
+    timeout_s: float | None = None
+    body: BodyOptions = field(default_factory=BodyOptions)
+    requests: list[RequestSpec] = field(default_factory=list)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    max_concurrency: int | None = None
+    max_duration_s: float | None = None
+
+    def to_json(self) -> str:
+        b = self.body
+        doc = {
+            "base_url": self.base_url,
+            "endpoint": self.endpoint,
+            "api": self.api,
+            "model": self.model,
+            "headers": [[str(k), str(v)] for k, v in self.headers],
+            "request_id_prefix": self.request_id_prefix,
+            "timeout_s": self.timeout_s,
+            "body": {
+                "max_tokens_field": b.max_tokens_field,
+                "include_usage": b.include_usage,
+                "ignore_eos": b.ignore_eos,
+                "fields": b.fields,
+                "extra_body": b.extra_body,
+            },
+            "requests": [
+                {"prompt": r.prompt, "messages": r.messages, "max_tokens": r.max_tokens}
+                for r in self.requests
+            ],
+            "schedule": self.schedule.to_dict(),
+            "max_concurrency": self.max_concurrency,
+            "max_duration_s": self.max_duration_s,
+        }
+        try:
+            return json.dumps(doc, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise _core.CoreError(f"invalid run configuration: {exc}") from None
+
+
+def schedule_preview(schedule: ScheduleSpec, n: int) -> np.ndarray:
+    """Intended arrival offsets (seconds from t0) that ``schedule`` gives ``n`` requests."""
+    return _core.schedule_preview(json.dumps(schedule.to_dict()), n)
+
+
+def to_records(raw: dict[str, Any]) -> RunRecords:
+    """RunRecords from the core's dict; keys that are not fields go to ``extra``."""
+    records = RunRecords.from_core(raw)
+    names = set(RunRecords.__dataclass_fields__)
+    records.extra.update({k: v for k, v in raw.items() if k not in names})
+    return records
+
+
+class _ProgressLine:
+    """One live line on stderr: done/total, failed, in flight, request rate, elapsed."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.last_plain = time.monotonic()
+        self.note = ""
+
+    def render(self, p: dict[str, Any]) -> str:
+        done = p["completed"] + p["failed"]
+        rate = done / p["elapsed_s"] if p["elapsed_s"] > 0 else 0.0
+        line = (
+            f"sonic: {done}/{p['total']} done ({p['failed']} failed), "
+            f"{p['in_flight']} in flight, {rate:.1f} req/s, {p['elapsed_s']:.1f} s"
+        )
+        return line + (f" [{self.note}]" if self.note else "")
+
+    def update(self, p: dict[str, Any]) -> None:
+        if self.tty:
+            self.out.write("\r\x1b[2K" + self.render(p))
+            self.out.flush()
+        elif time.monotonic() - self.last_plain >= PLAIN_EVERY_S:
+            self.last_plain = time.monotonic()
+            print(self.render(p), file=self.out, flush=True)
+
+    def close(self, p: dict[str, Any]) -> None:
+        prefix = "\r\x1b[2K" if self.tty else ""
+        print(prefix + self.render(p), file=self.out, flush=True)
+
+
+def run(config: RunConfig, progress: bool = False, *, out: TextIO | None = None) -> RunRecords:
+    """Run ``config`` to its end (or Ctrl-C) and return everything measured."""
+    handle = _core.start_run(config.to_json())
+    bar = _ProgressLine(out or sys.stderr) if progress else None
+    interrupts = 0
+    raw = None
+    while raw is None:
+        try:
+            raw = handle.wait(POLL_S)
+            if bar is not None and raw is None:
+                bar.update(handle.poll())
+        except KeyboardInterrupt:
+            interrupts += 1
+            abort = interrupts >= 2
+            handle.cancel(abort_in_flight=abort)
+            if bar is not None:
+                bar.note = (
+                    "interrupted: aborting requests in flight"
+                    if abort
+                    else "interrupted: finishing requests in flight (Ctrl-C again to abort)"
+                )
+    if bar is not None:
+        bar.close(handle.poll())
+    return to_records(raw)

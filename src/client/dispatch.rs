@@ -1,0 +1,184 @@
+//! The dispatcher: releases each request at its intended time, measured from one t0.
+//!
+//! It runs on its own OS thread and sleeps to absolute CLOCK_MONOTONIC deadlines with a 1 ns
+//! timer slack (no spinning), so its wake-ups do not depend on the tokio workers being idle.
+//! A concurrency cap is a semaphore: a request whose time has come waits for a slot, and its
+//! intended time stays as scheduled (the wait shows as sent − intended, never as a shifted
+//! schedule). Waiting for a slot is FIFO, as the asyncio semaphore of vLLM and MAX is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::clock::{mono_ns, sleep_until};
+use super::failure::{NOT_SENT_CANCELLED, NOT_SENT_DEADLINE};
+use super::request::{run_request, RequestCtx};
+use super::state::{Abort, RunState};
+use crate::recorder::RequestRecord;
+
+/// Re-check stop/deadline at least this often while sleeping to a far arrival.
+const SLEEP_SLICE_NS: i64 = 5_000_000;
+
+/// Prepared requests: body and request id per index.
+pub struct Prepared {
+    pub bodies: Vec<Bytes>,
+    pub ids: Vec<HeaderValue>,
+}
+
+pub struct Dispatcher<'a> {
+    pub rt: &'a Handle,
+    pub state: &'a Arc<RunState>,
+    pub ctx: Arc<RequestCtx>,
+    pub semaphore: Option<Arc<Semaphore>>,
+    /// Absolute CLOCK_MONOTONIC deadline of the run (max duration), if any.
+    pub deadline_abs_ns: Option<i64>,
+}
+
+enum Wait {
+    Go,
+    Stop,
+    Deadline,
+}
+
+impl Dispatcher<'_> {
+    fn past_deadline(&self, now: i64) -> bool {
+        self.deadline_abs_ns.is_some_and(|d| now >= d)
+    }
+
+    /// Sleep until `target_abs` unless stopped or the run's deadline comes first.
+    fn wait_until(&self, target_abs: i64) -> Wait {
+        loop {
+            if self.state.stopped() {
+                return Wait::Stop;
+            }
+            let now = mono_ns();
+            if self.past_deadline(now) {
+                return Wait::Deadline;
+            }
+            if now >= target_abs {
+                return Wait::Go;
+            }
+            let until = self
+                .deadline_abs_ns
+                .map_or(target_abs, |d| d.min(target_abs));
+            sleep_until(until, SLEEP_SLICE_NS);
+        }
+    }
+
+    /// A concurrency slot (`Ok(None)` when uncapped), or why we stopped waiting for one.
+    fn slot(&self) -> Result<Option<OwnedSemaphorePermit>, Wait> {
+        let Some(sem) = &self.semaphore else {
+            return Ok(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        let mut stop = self.state.stop_rx();
+        let left = self
+            .deadline_abs_ns
+            .map(|d| Duration::from_nanos((d - mono_ns()).max(0) as u64));
+        let sem = sem.clone();
+        let got = self.rt.block_on(async move {
+            let deadline = async {
+                match left {
+                    Some(l) => tokio::time::sleep(l).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                p = sem.acquire_owned() => p.ok(),
+                _ = stop.wait_for(|s| *s) => None,
+                _ = deadline => None,
+            }
+        });
+        match got {
+            Some(p) if !self.state.stopped() => Ok(Some(p)),
+            _ if self.state.stopped() => Err(Wait::Stop),
+            _ => Err(Wait::Deadline),
+        }
+    }
+
+    /// Dispatch every request on schedule; returns one record per request (joined).
+    pub fn run(&self, intended_ns: &[i64], prepared: Prepared) -> Vec<RequestRecord> {
+        let t0 = self.ctx.t0_mono_ns;
+        let n = intended_ns.len();
+        let mut handles: Vec<JoinHandle<RequestRecord>> = Vec::with_capacity(n);
+        let mut stopped_by = None;
+        let mut bodies = prepared.bodies.into_iter();
+        let mut ids = prepared.ids.into_iter();
+        for &intended in intended_ns {
+            let go = match self.wait_until(t0 + intended) {
+                Wait::Go => self.slot(),
+                other => Err(other),
+            };
+            let permit = match go {
+                Ok(p) => p,
+                Err(why) => {
+                    stopped_by = Some(why);
+                    break;
+                }
+            };
+            let (Some(body), Some(id)) = (bodies.next(), ids.next()) else {
+                break;
+            };
+            let rec = RequestRecord {
+                dispatched_ns: mono_ns() - t0,
+                ..RequestRecord::default()
+            };
+            self.state
+                .dispatched
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.state
+                .in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let ctx = self.ctx.clone();
+            let state = self.state.clone();
+            let abort = self.state.abort_rx();
+            handles.push(self.rt.spawn(async move {
+                let rec = run_request(ctx, body, id, rec, abort).await;
+                drop(permit);
+                let counter = if rec.error.is_none() {
+                    &state.completed
+                } else {
+                    &state.failed
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state
+                    .in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                rec
+            }));
+        }
+        if matches!(stopped_by, Some(Wait::Deadline)) {
+            self.state
+                .deadline_reached
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.state.abort(Abort::Deadline);
+        }
+        let unsent = if self
+            .state
+            .deadline_reached
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            NOT_SENT_DEADLINE
+        } else {
+            NOT_SENT_CANCELLED
+        };
+        let mut recs: Vec<RequestRecord> = handles
+            .into_iter()
+            .map(|h| {
+                self.rt.block_on(h).unwrap_or_else(|e| RequestRecord {
+                    error: Some(format!("internal error: {e}")),
+                    ..RequestRecord::default()
+                })
+            })
+            .collect();
+        recs.resize_with(n, || RequestRecord::not_sent(unsent));
+        recs
+    }
+}

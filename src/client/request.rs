@@ -1,0 +1,162 @@
+//! One streamed request: send, check the status, then time each body read as it arrives
+//! (before any parsing) and decode its SSE events into the request's record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+
+use super::clock::mono_ns;
+use super::config::ApiKind;
+use super::decode::{decode_event, decode_full, Event};
+use super::failure::{redact, truncate_chars, Failure};
+use super::sse::SseDecoder;
+use super::state::Abort;
+use crate::recorder::RequestRecord;
+
+/// Longest error-body excerpt kept for an HTTP error status (characters).
+const EXCERPT_CHARS: usize = 200;
+/// How much of an error body is read to make the excerpt.
+const ERROR_BODY_BYTES: usize = 4096;
+
+/// What every request of a run shares.
+pub struct RequestCtx {
+    pub client: reqwest::Client,
+    pub url: reqwest::Url,
+    pub api: ApiKind,
+    pub timeout: Duration,
+    pub secrets: Vec<String>,
+    pub t0_mono_ns: i64,
+}
+
+fn since_t0(ctx: &RequestCtx) -> i64 {
+    mono_ns() - ctx.t0_mono_ns
+}
+
+fn record_event(rec: &mut RequestRecord, ns: i64, ev: Event<'_>) {
+    rec.push_chunk(ns, ev.kind, &ev.text);
+    if let Some(p) = ev.prompt_tokens {
+        rec.prompt_tokens = p;
+    }
+    if let Some(c) = ev.completion_tokens {
+        rec.completion_tokens = c;
+    }
+    if let Some(f) = ev.finish_reason {
+        rec.finish_reason = Some(f.into_owned());
+    }
+}
+
+async fn error_excerpt(resp: &mut reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < ERROR_BODY_BYTES {
+        match resp.chunk().await {
+            Ok(Some(b)) => buf.extend_from_slice(&b),
+            _ => break,
+        }
+    }
+    truncate_chars(&String::from_utf8_lossy(&buf), EXCERPT_CHARS)
+}
+
+/// Send and stream; the record keeps whatever arrived even when this returns an error.
+async fn stream(
+    ctx: &RequestCtx,
+    body: Bytes,
+    request_id: HeaderValue,
+    rec: &mut RequestRecord,
+) -> Result<(), Failure> {
+    rec.sent_ns = since_t0(ctx);
+    let mut resp = ctx
+        .client
+        .post(ctx.url.clone())
+        .header("x-request-id", request_id)
+        .body(body)
+        .send()
+        .await
+        .map_err(Failure::from_send)?;
+    let status = resp.status().as_u16();
+    rec.http_status = i32::from(status);
+    if status >= 400 {
+        let excerpt = error_excerpt(&mut resp).await;
+        return Err(Failure::Status { status, excerpt });
+    }
+    let ctype = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // None = not yet known (no content type): decided by the first non-blank byte.
+    let mut is_sse = if ctype.contains("event-stream") {
+        Some(true)
+    } else if ctype.contains("json") {
+        Some(false)
+    } else {
+        None
+    };
+    let api = ctx.api;
+    let mut sse = SseDecoder::new();
+    let mut whole = Vec::new();
+    let mut ns = rec.sent_ns;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(Failure::from_body(e)),
+        };
+        // Timestamp the read before anything else is done with it.
+        ns = since_t0(ctx);
+        let sse_now = match is_sse {
+            Some(s) => s,
+            None => match chunk.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b) => {
+                    let s = !matches!(b, b'{' | b'[');
+                    is_sse = Some(s);
+                    s
+                }
+                None => continue,
+            },
+        };
+        if sse_now {
+            sse.feed(&chunk, &mut |data: &[u8]| {
+                decode_event(api, data).map(|ev| record_event(rec, ns, ev))
+            })?;
+        } else {
+            whole.extend_from_slice(&chunk);
+        }
+    }
+    if is_sse == Some(false) {
+        if !whole.trim_ascii().is_empty() {
+            let ev = decode_full(api, &whole)?;
+            record_event(rec, ns, ev);
+        }
+    } else {
+        sse.finish(&mut |data: &[u8]| decode_event(api, data).map(|ev| record_event(rec, ns, ev)))?;
+    }
+    Ok(())
+}
+
+/// Run one request to its end, timeout or abort, and return its record.
+pub async fn run_request(
+    ctx: Arc<RequestCtx>,
+    body: Bytes,
+    request_id: HeaderValue,
+    mut rec: RequestRecord,
+    mut abort: tokio::sync::watch::Receiver<Abort>,
+) -> RequestRecord {
+    let result = tokio::select! {
+        biased;
+        a = abort.wait_for(|a| *a != Abort::No) => {
+            let why = a.map(|a| *a).unwrap_or(Abort::Cancel);
+            Err(if why == Abort::Deadline { Failure::DeadlineAborted } else { Failure::Cancelled })
+        }
+        r = tokio::time::timeout(ctx.timeout, stream(&ctx, body, request_id, &mut rec)) => {
+            r.unwrap_or_else(|_| Err(Failure::Timeout(ctx.timeout.as_secs_f64())))
+        }
+    };
+    rec.end_ns = since_t0(&ctx);
+    if let Err(f) = result {
+        rec.error = Some(redact(f.to_string(), &ctx.secrets));
+    }
+    rec
+}

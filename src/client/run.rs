@@ -1,0 +1,200 @@
+//! A whole run: validate and prepare everything, then hand it to a dispatcher thread that owns
+//! the tokio runtime and the HTTP client; the handle polls, cancels and waits for the records.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::sync::Semaphore;
+
+use super::body::body_bytes;
+use super::clock::{mono_ns, precise_timer_slack, unix_ns};
+use super::config::{ConfigError, RunConfig};
+use super::dispatch::{Dispatcher, Prepared};
+use super::failure::secrets_of;
+use super::request::RequestCtx;
+use super::state::{Abort, Progress, RunState};
+use crate::recorder::Records;
+
+/// Tokio workers: the machine this was tuned on has 2 cores; the dispatcher has its own thread.
+const WORKER_THREADS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the run: {0}")]
+    Start(String),
+}
+
+/// A run in progress.
+pub struct RunHandle {
+    state: Arc<RunState>,
+    result: Arc<(Mutex<Option<Arc<Records>>>, Condvar)>,
+}
+
+impl RunHandle {
+    pub fn poll(&self) -> Progress {
+        self.state.progress()
+    }
+
+    /// Stop dispatching; with `abort_in_flight` also cut off requests in flight.
+    pub fn cancel(&self, abort_in_flight: bool) {
+        if self.state.finished.load(Relaxed) {
+            return;
+        }
+        self.state.cancelled.store(true, Relaxed);
+        if abort_in_flight {
+            self.state.abort(Abort::Cancel);
+        } else {
+            self.state.stop();
+        }
+    }
+
+    /// The records once the run has ended; `None` if `timeout` passes first.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Arc<Records>> {
+        let (lock, cv) = &*self.result;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = match timeout {
+            None => cv
+                .wait_while(guard, |r| r.is_none())
+                .unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                cv.wait_timeout_while(guard, t, |r| r.is_none())
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        guard.clone()
+    }
+}
+
+impl Drop for RunHandle {
+    /// A dropped handle must not leave load running against a server.
+    fn drop(&mut self) {
+        if !self.state.finished.load(Relaxed) {
+            self.state.abort(Abort::Cancel);
+        }
+    }
+}
+
+fn build_client(cfg: &RunConfig, pool: usize) -> Result<reqwest::Client, RunError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in &cfg.headers {
+        // Validated in RunConfig::validate; never format the value into an error.
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(RunError::Start(format!("invalid header {name:?}")));
+        };
+        headers.append(n, v);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(pool.max(1))
+        .no_proxy()
+        .build()
+        .map_err(|e| RunError::Start(e.without_url().to_string()))
+}
+
+/// Validate `json`, prepare every body, and start dispatching on a background thread.
+pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
+    let cfg = RunConfig::from_json(json)?;
+    let n = cfg.requests.len();
+    let intended = cfg.schedule.arrivals_ns(n).map_err(ConfigError::from)?;
+    let bodies = cfg
+        .requests
+        .iter()
+        .map(|r| body_bytes(cfg.api, &cfg.model, &cfg.body, r))
+        .collect();
+    let ids = (0..n)
+        .map(|i| {
+            HeaderValue::from_str(&format!("{}{i}", cfg.request_id_prefix)).map_err(|_| {
+                ConfigError::Field {
+                    field: "request_id_prefix".into(),
+                    why: "not a valid header value".into(),
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let url = reqwest::Url::parse(&cfg.url_string()).map_err(|e| ConfigError::Field {
+        field: "base_url".into(),
+        why: e.to_string(),
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name("sonic-client")
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Start(e.to_string()))?;
+    let pool = cfg.max_concurrency.unwrap_or(n);
+    let client = {
+        let _guard = rt.enter();
+        build_client(&cfg, pool)?
+    };
+    let state = Arc::new(RunState::new(n as u64));
+    let result = Arc::new((Mutex::new(None), Condvar::new()));
+    let handle = RunHandle {
+        state: state.clone(),
+        result: result.clone(),
+    };
+    let timeout = cfg.timeout();
+    let secrets = secrets_of(&cfg.headers);
+    let api = cfg.api;
+    let max_concurrency = cfg.max_concurrency;
+    let max_duration = cfg.max_duration_s;
+    drop(cfg);
+    std::thread::Builder::new()
+        .name("sonic-dispatch".into())
+        .spawn(move || {
+            precise_timer_slack();
+            let t0_unix = unix_ns();
+            let t0 = mono_ns();
+            state.t0_mono_ns.store(t0, Relaxed);
+            let ctx = Arc::new(RequestCtx {
+                client,
+                url,
+                api,
+                timeout,
+                secrets,
+                t0_mono_ns: t0,
+            });
+            let deadline_abs_ns = max_duration.map(|d| t0 + (d * 1e9) as i64);
+            if let Some(d) = max_duration {
+                let st = state.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs_f64(d)).await;
+                    if st.in_flight.load(Relaxed) > 0 || st.dispatched.load(Relaxed) < st.total {
+                        st.deadline_reached.store(true, Relaxed);
+                        st.abort(Abort::Deadline);
+                    }
+                });
+            }
+            let dispatcher = Dispatcher {
+                rt: rt.handle(),
+                state: &state,
+                ctx,
+                semaphore: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
+                deadline_abs_ns,
+            };
+            let recs = dispatcher.run(&intended, Prepared { bodies, ids });
+            drop(dispatcher);
+            rt.shutdown_background();
+            let mut records = Records::assemble(intended, recs);
+            records.t0_unix_ns = t0_unix;
+            records.t0_mono_ns = t0;
+            records.cancelled = state.cancelled.load(Relaxed);
+            records.deadline_reached = state.deadline_reached.load(Relaxed);
+            state.finished.store(true, Relaxed);
+            let (lock, cv) = &*result;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(records));
+            cv.notify_all();
+        })
+        .map_err(|e| RunError::Start(e.to_string()))?;
+    Ok(handle)
+}

@@ -1,0 +1,154 @@
+//! Incremental Server-Sent Events decoder over the body's byte chunks.
+//!
+//! Lines may be split across reads; `\n` and `\r\n` end lines; `:` lines are comments; several
+//! `data:` lines of one event are joined with `\n`; a blank line ends the event. Buffers are
+//! reused, so a steady stream decodes without allocating. `event:`, `id:` and `retry:` are
+//! ignored (no LLM server we speak to needs them). A lone `\r` is not treated as a line end.
+
+/// Decoder state carried between reads.
+#[derive(Default)]
+pub struct SseDecoder {
+    line: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+}
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feed one read; `on_event` gets each completed event's data (an error stops decoding).
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            let seg = &chunk[start..nl];
+            start = nl + 1;
+            if self.line.is_empty() {
+                self.line_done(seg, on_event)?;
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(seg);
+                let r = self.line_done(&line, on_event);
+                line.clear();
+                self.line = line;
+                r?;
+            }
+        }
+        self.line.extend_from_slice(&chunk[start..]);
+        Ok(())
+    }
+
+    /// End of body: a last line without newline and an event without blank line still count.
+    pub fn finish<E>(
+        &mut self,
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line, on_event)?;
+        }
+        self.line_done(b"", on_event)
+    }
+
+    fn line_done<E>(
+        &mut self,
+        line: &[u8],
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                self.has_data = false;
+                let r = on_event(&self.data);
+                self.data.clear();
+                return r;
+            }
+            return Ok(());
+        }
+        if line[0] == b':' {
+            return Ok(());
+        }
+        let (name, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        if name == b"data" {
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+            self.has_data = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(reads: &[&[u8]]) -> Vec<String> {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        let mut f = |e: &[u8]| -> Result<(), ()> {
+            out.push(String::from_utf8_lossy(e).into_owned());
+            Ok(())
+        };
+        for r in reads {
+            d.feed(r, &mut f).unwrap();
+        }
+        d.finish(&mut f).unwrap();
+        out
+    }
+
+    #[test]
+    fn simple_and_done() {
+        assert_eq!(
+            decode(&[b"data: {\"a\":1}\n\ndata: [DONE]\n\n"]),
+            vec!["{\"a\":1}", "[DONE]"]
+        );
+    }
+
+    #[test]
+    fn split_reads_at_every_byte() {
+        let s = b"data: {\"a\":1}\r\n\r\n: keep-alive\r\n\r\ndata:x\n\n";
+        for cut in 0..s.len() {
+            let got = decode(&[&s[..cut], &s[cut..]]);
+            assert_eq!(got, vec!["{\"a\":1}", "x"], "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(decode(&bytes), vec!["{\"a\":1}", "x"]);
+    }
+
+    #[test]
+    fn comments_multiline_and_other_fields() {
+        let got = decode(&[b": hi\nevent: msg\nid: 3\ndata: a\ndata: b\nretry: 5\n\n"]);
+        assert_eq!(got, vec!["a\nb"]);
+    }
+
+    #[test]
+    fn unterminated_last_event_is_flushed() {
+        assert_eq!(decode(&[b"data: x\n\ndata: y"]), vec!["x", "y"]);
+        assert!(decode(&[b"\n\n: only a comment\n"]).is_empty());
+    }
+
+    #[test]
+    fn callback_error_stops() {
+        let mut d = SseDecoder::new();
+        let mut n = 0;
+        let r = d.feed(b"data: a\n\ndata: b\n\n", &mut |_e: &[u8]| {
+            n += 1;
+            Err("stop")
+        });
+        assert_eq!(r, Err("stop"));
+        assert_eq!(n, 1);
+    }
+}
