@@ -89,7 +89,9 @@ mod tests {
             status_500: 0.5,
             ..Default::default()
         };
-        let hits = (0..10_000).filter(|_| half.draw(&mut rng).is_some()).count();
+        let hits = (0..10_000)
+            .filter(|_| half.draw(&mut rng).is_some())
+            .count();
         assert!((4_500..5_500).contains(&hits), "{hits}");
         assert_eq!(Fault::strike_at(1), 1);
         assert_eq!(Fault::strike_at(10), 5);

@@ -14,8 +14,8 @@ const ITL_BUCKETS: &[f64] = &[
     40.0, 80.0,
 ];
 const E2E_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-    240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 
 /// A histogram with fixed buckets; the sum is kept in microseconds to stay atomic.
@@ -97,7 +97,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(model: &str) -> Self {
-        let escaped = model.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let escaped = model
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         Metrics {
             label: format!("model_name=\"{escaped}\""),
             running: AtomicU64::new(0),
@@ -150,30 +153,89 @@ impl Metrics {
         let running = self.running.load(Relaxed) + self.exact_running.load(Relaxed);
         let kv = f64::from_bits(self.kv_usage_bits.load(Relaxed));
         let gauges: [(&str, &str, String); 4] = [
-            ("vllm:num_requests_running", "Number of requests in model execution batches.", running.to_string()),
-            ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", self.waiting.load(Relaxed).to_string()),
-            ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", format!("{kv:?}")),
-            ("vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", format!("{kv:?}")),
+            (
+                "vllm:num_requests_running",
+                "Number of requests in model execution batches.",
+                running.to_string(),
+            ),
+            (
+                "vllm:num_requests_waiting",
+                "Number of requests waiting to be processed.",
+                self.waiting.load(Relaxed).to_string(),
+            ),
+            (
+                "vllm:kv_cache_usage_perc",
+                "KV-cache usage. 1 means 100 percent usage.",
+                format!("{kv:?}"),
+            ),
+            (
+                "vllm:gpu_cache_usage_perc",
+                "GPU KV-cache usage. 1 means 100 percent usage.",
+                format!("{kv:?}"),
+            ),
         ];
         for (name, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{l}}} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{l}}} {v}"
+            );
         }
         let counters = [
-            ("vllm:prompt_tokens_total", "Number of prefill tokens processed.", self.prompt_tokens.load(Relaxed)),
-            ("vllm:generation_tokens_total", "Number of generation tokens processed.", self.generation_tokens.load(Relaxed)),
-            ("vllm:num_preemptions_total", "Cumulative number of preemptions.", 0),
+            (
+                "vllm:prompt_tokens_total",
+                "Number of prefill tokens processed.",
+                self.prompt_tokens.load(Relaxed),
+            ),
+            (
+                "vllm:generation_tokens_total",
+                "Number of generation tokens processed.",
+                self.generation_tokens.load(Relaxed),
+            ),
+            (
+                "vllm:num_preemptions_total",
+                "Cumulative number of preemptions.",
+                0,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {v}"
+            );
         }
         let name = "vllm:request_success_total";
-        let _ = writeln!(out, "# HELP {name} Count of successfully processed requests.\n# TYPE {name} counter");
-        for (reason, c) in [("stop", &self.success_stop), ("length", &self.success_length)] {
-            let _ = writeln!(out, "{name}{{{l},finished_reason=\"{reason}\"}} {}", c.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP {name} Count of successfully processed requests.\n# TYPE {name} counter"
+        );
+        for (reason, c) in [
+            ("stop", &self.success_stop),
+            ("length", &self.success_length),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{{l},finished_reason=\"{reason}\"}} {}",
+                c.load(Relaxed)
+            );
         }
-        self.ttft.render(&mut out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", l);
-        self.itl.render(&mut out, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", l);
-        self.e2e.render(&mut out, "vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.", l);
+        self.ttft.render(
+            &mut out,
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            l,
+        );
+        self.itl.render(
+            &mut out,
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            l,
+        );
+        self.e2e.render(
+            &mut out,
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of end to end request latency in seconds.",
+            l,
+        );
         out
     }
 }
@@ -193,8 +255,12 @@ mod tests {
         let t = m.render();
         assert!(t.contains("vllm:num_requests_waiting{model_name=\"m\\\"x\"} 3"));
         assert!(t.contains("vllm:kv_cache_usage_perc{model_name=\"m\\\"x\"} 0.25"));
-        assert!(t.contains("vllm:time_to_first_token_seconds_bucket{model_name=\"m\\\"x\",le=\"0.04\"} 1"));
-        assert!(t.contains("vllm:time_to_first_token_seconds_bucket{model_name=\"m\\\"x\",le=\"0.02\"} 0"));
+        assert!(t.contains(
+            "vllm:time_to_first_token_seconds_bucket{model_name=\"m\\\"x\",le=\"0.04\"} 1"
+        ));
+        assert!(t.contains(
+            "vllm:time_to_first_token_seconds_bucket{model_name=\"m\\\"x\",le=\"0.02\"} 0"
+        ));
         assert!(t.contains("finished_reason=\"length\"} 1"));
     }
 }

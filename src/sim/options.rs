@@ -100,7 +100,10 @@ fn non_negative(field: &'static str, v: f64) -> Result<f64, SimError> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(SimError::field(field, format!("must be a finite number >= 0, got {v}")))
+        Err(SimError::field(
+            field,
+            format!("must be a finite number >= 0, got {v}"),
+        ))
     }
 }
 
@@ -108,7 +111,10 @@ fn probability(field: &'static str, v: f64) -> Result<f64, SimError> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(SimError::field(field, format!("must be a probability in [0, 1], got {v}")))
+        Err(SimError::field(
+            field,
+            format!("must be a probability in [0, 1], got {v}"),
+        ))
     }
 }
 
@@ -125,7 +131,24 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
 
 impl SimOptions {
     pub fn from_json(text: &str) -> Result<Self, SimError> {
-        serde_json::from_str(text).map_err(|e| SimError::Options(e.to_string()))
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SimError::Options(e.to_string()))?;
+        serde_json::from_value(value.clone()).map_err(|e| {
+            // Name the offending field: check each one on its own.
+            let field = value.as_object().and_then(|m| {
+                m.iter().find_map(|(k, v)| {
+                    let one =
+                        serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                    serde_json::from_value::<SimOptions>(one)
+                        .err()
+                        .map(|_| k.clone())
+                })
+            });
+            match field {
+                Some(f) => SimError::Options(format!("`{f}`: {e}")),
+                None => SimError::Options(e.to_string()),
+            }
+        })
     }
 
     pub fn resolve(&self) -> Result<Config, SimError> {
@@ -146,7 +169,10 @@ impl SimOptions {
             return Err(SimError::field("model", "must not be empty"));
         }
         let engine = EngineParams {
-            step_base_ms: non_negative("step_base_ms", self.step_base_ms.unwrap_or(p.step_base_ms))?,
+            step_base_ms: non_negative(
+                "step_base_ms",
+                self.step_base_ms.unwrap_or(p.step_base_ms),
+            )?,
             decode_us_per_seq: non_negative(
                 "decode_us_per_seq",
                 self.decode_us_per_seq.unwrap_or(p.decode_us_per_seq),
@@ -158,23 +184,36 @@ impl SimOptions {
             max_num_seqs: positive("max_num_seqs", self.max_num_seqs.unwrap_or(p.max_num_seqs))?,
             max_num_batched_tokens: positive(
                 "max_num_batched_tokens",
-                self.max_num_batched_tokens.unwrap_or(p.max_num_batched_tokens),
+                self.max_num_batched_tokens
+                    .unwrap_or(p.max_num_batched_tokens),
             )?,
             kv_cache_tokens: positive(
                 "kv_cache_tokens",
                 self.kv_cache_tokens.unwrap_or(p.kv_cache_tokens),
             )?,
         };
-        let max_model_len =
-            positive("max_model_len", self.max_model_len.unwrap_or(p.max_model_len))?;
+        let max_model_len = positive(
+            "max_model_len",
+            self.max_model_len.unwrap_or(p.max_model_len),
+        )?;
         let exact = match (self.ttft_ms, self.itl_ms) {
             (None, None) => None,
             (Some(t), Some(i)) => Some(ExactTiming {
                 ttft: Duration::from_secs_f64(non_negative("ttft_ms", t)? / 1e3),
                 itl: Duration::from_secs_f64(non_negative("itl_ms", i)? / 1e3),
             }),
-            (Some(_), None) => return Err(SimError::field("itl_ms", "exact mode needs both ttft_ms and itl_ms")),
-            (None, Some(_)) => return Err(SimError::field("ttft_ms", "exact mode needs both ttft_ms and itl_ms")),
+            (Some(_), None) => {
+                return Err(SimError::field(
+                    "itl_ms",
+                    "exact mode needs both ttft_ms and itl_ms",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(SimError::field(
+                    "ttft_ms",
+                    "exact mode needs both ttft_ms and itl_ms",
+                ))
+            }
         };
         if let Some(n) = self.output_len {
             positive("output_len", n)?;

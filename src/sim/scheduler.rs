@@ -211,7 +211,11 @@ pub struct NewSeq {
 }
 
 /// The scheduler task: runs steps back to back on absolute deadlines while there is work.
-pub async fn run(params: EngineParams, mut inbox: mpsc::UnboundedReceiver<NewSeq>, metrics: Arc<Metrics>) {
+pub async fn run(
+    params: EngineParams,
+    mut inbox: mpsc::UnboundedReceiver<NewSeq>,
+    metrics: Arc<Metrics>,
+) {
     let mut batch: Batch<mpsc::UnboundedSender<u32>> = Batch::new(params);
     let mut clock = Instant::now();
     loop {
@@ -285,13 +289,25 @@ mod tests {
         let mut b = Batch::new(p);
         b.add(Seq::new(250, 3, 0));
         // 250-token prompt with a budget of 100: 3 prefill steps, the last yields token 1.
-        assert_eq!(b.schedule(), Step { decode_seqs: 0, prefill_tokens: 100 });
+        assert_eq!(
+            b.schedule(),
+            Step {
+                decode_seqs: 0,
+                prefill_tokens: 100
+            }
+        );
         assert_eq!(b.complete(|_, _| true), 0);
         assert_eq!(b.schedule().prefill_tokens, 100);
         b.complete(|_, _| true);
         assert_eq!(b.schedule().prefill_tokens, 50);
         assert_eq!(b.complete(|_, _| true), 1);
-        assert_eq!(b.schedule(), Step { decode_seqs: 1, prefill_tokens: 0 });
+        assert_eq!(
+            b.schedule(),
+            Step {
+                decode_seqs: 1,
+                prefill_tokens: 0
+            }
+        );
         b.complete(|_, _| true);
         b.schedule();
         b.complete(|_, _| true);

@@ -62,7 +62,8 @@ pub fn builtin_pieces(text: &str) -> impl Iterator<Item = &str> {
         rest = rest.trim_start();
         let first = rest.chars().next()?;
         let end = if first.is_alphanumeric() {
-            rest.find(|c: char| !c.is_alphanumeric()).unwrap_or(rest.len())
+            rest.find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(rest.len())
         } else {
             first.len_utf8()
         };
@@ -89,7 +90,11 @@ impl SimTokenizer {
             why,
         };
         let p = Path::new(path);
-        let file = if p.is_dir() { p.join("tokenizer.json") } else { p.to_path_buf() };
+        let file = if p.is_dir() {
+            p.join("tokenizer.json")
+        } else {
+            p.to_path_buf()
+        };
         if !file.is_file() {
             return Err(fail("no tokenizer.json there".into()));
         }
@@ -119,9 +124,14 @@ impl SimTokenizer {
             if pieces.len() >= MAX_PIECES {
                 break;
             }
-            let Some(raw) = tok.id_to_token(id) else { continue };
+            let Some(raw) = tok.id_to_token(id) else {
+                continue;
+            };
             let word = raw.trim_start_matches(['Ġ', '▁', ' ']);
-            if word.len() < 2 || word.len() + 2 < raw.len() || !word.bytes().all(|b| b.is_ascii_alphabetic()) {
+            if word.len() < 2
+                || word.len() + 2 < raw.len()
+                || !word.bytes().all(|b| b.is_ascii_alphabetic())
+            {
                 continue;
             }
             let piece = format!(" {word}");
