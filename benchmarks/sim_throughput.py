@@ -73,6 +73,18 @@ async def drive(host: str, port: int, n: int, ttft_ms: float, itl_ms: float, out
     return chunks, (last - first) / 1e9, lateness
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time the sim process used so far (Linux /proc), to see whether it is the bottleneck."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", type=int, nargs="+", default=[500, 1000, 2000])
@@ -95,6 +107,7 @@ def main() -> int:
                 build = json.load(r).get("build")
             host, port = url.removeprefix("http://").rsplit(":", 1)
             chunks, secs, late = asyncio.run(drive(host, int(port), n, args.ttft_ms, itl, out_len))
+            cpu = _cpu_seconds(proc.pid)
         finally:
             proc.terminate()
             proc.wait()
@@ -107,7 +120,7 @@ def main() -> int:
         print(
             f"streams={n:5d} itl={itl:6.2f}ms build={build} chunks={chunks}/{expected} "
             f"rate={chunks / secs:9.0f}/s within1ms={within1:6.1%} within0.2ms={within02:6.1%} "
-            f"lateness p50={p50:+.3f}ms p99={p99:+.3f}ms",
+            f"lateness p50={p50:+.3f}ms p99={p99:+.3f}ms sim_cpu={cpu / secs:.0%}",
             flush=True,
         )
     return 0
