@@ -28,7 +28,9 @@ def start_sim(options_json: str) -> SimServer:
     SimOptions (see sonic/sim.py). Port 0 picks a free port."""
 
 def serve_sim(options_json: str) -> None:
-    """Run the simulated engine in the foreground until SIGINT/SIGTERM (GIL released)."""
+    """Run the simulated engine in the foreground until SIGINT (or a signal handler raising
+    KeyboardInterrupt, as ``sonic sim`` installs for SIGTERM); prints
+    ``sonic sim listening on URL`` once bound. GIL released; returns after a clean stop."""
 
 # ---------------------------------------------------------------- benchmark run
 
