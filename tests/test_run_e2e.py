@@ -25,7 +25,7 @@ BASE = [
 
 def _raw_lines(result: Path) -> list[dict]:
     doc = load_json(result)
-    raw = result.parent / doc["sonic"]["raw_records_file"]
+    raw = result.parent / doc["sonic"]["raw_records"]
     return [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
 
 
@@ -87,7 +87,7 @@ def test_max_dialect_exits_1_when_requests_fail(tmp_path):
         )  # fmt: skip
     assert cp.returncode == 1 and "Traceback" not in cp.stderr
     doc = load_json(tmp_path / "max.json")
-    assert doc["failed"] == 5 and doc["completed"] == 0
+    assert doc["failures"] == 5 and doc["completed"] == 0
 
 
 def test_max_concurrency_is_never_exceeded_and_schedule_is_reproducible(tmp_path):

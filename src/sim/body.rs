@@ -14,6 +14,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
+use super::timer::{self, PreciseSleep};
+
 use super::conn::ConnCtl;
 use super::faults::Fault;
 use super::metrics::{Finish, Metrics};
@@ -27,7 +29,7 @@ pub enum Source {
     Timed {
         first: Instant,
         itl: Duration,
-        sleep: Pin<Box<Sleep>>,
+        sleep: PreciseSleep,
     },
     /// The batching scheduler sends the running token count after each step.
     Sched(mpsc::UnboundedReceiver<u32>),
@@ -38,7 +40,7 @@ impl Source {
         Source::Timed {
             first,
             itl,
-            sleep: Box::pin(tokio::time::sleep_until(first)),
+            sleep: timer::sleep_until(first),
         }
     }
 
@@ -50,10 +52,8 @@ impl Source {
                 if due <= Instant::now() {
                     return Poll::Ready(true);
                 }
-                if sleep.deadline() != due {
-                    sleep.as_mut().reset(due);
-                }
-                sleep.as_mut().poll(cx).map(|_| true)
+                sleep.reset(due.into_std());
+                Pin::new(sleep).poll(cx).map(|_| true)
             }
             Source::Sched(rx) => rx.poll_recv(cx).map(|n| n.is_some()),
         }

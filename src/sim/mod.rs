@@ -15,6 +15,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod server;
 pub mod sse;
+pub mod timer;
 pub mod tokenizer;
 
 pub use error::SimError;

@@ -241,7 +241,7 @@ pub async fn run(
             clock = now;
         }
         clock += params.step_time(step.decode_seqs, step.prefill_tokens);
-        tokio::time::sleep_until(clock).await;
+        super::timer::sleep_until(clock).await;
         batch.complete(|tx, n| tx.send(n).is_ok());
     }
 }
