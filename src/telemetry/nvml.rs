@@ -33,14 +33,17 @@ fn no_driver(e: NvmlError) -> TelemetryError {
 
 /// Load NVML and initialise it, or say why not (no driver is the common case).
 pub fn open() -> Result<Nvml, TelemetryError> {
-    let mut last = None;
+    // Report the first failure: the versioned name is the one every driver ships.
+    let mut first = None;
     for name in LIB_NAMES {
         match Nvml::builder().lib_path(OsStr::new(name)).init() {
             Ok(nvml) => return Ok(nvml),
-            Err(e) => last = Some(e),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
         }
     }
-    Err(match last {
+    Err(match first {
         Some(e @ (NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound)) => no_driver(e),
         Some(e @ (NvmlError::DriverNotLoaded | NvmlError::NoPermission)) => no_driver(e),
         Some(e) => TelemetryError::Nvml(e.to_string()),
