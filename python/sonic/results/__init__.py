@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sonic.results.dialects import (
     SONIC_KEY,
+    add_telemetry,
     VLLM_DETAILED_KEYS,
     build_max_result,
     build_result,
@@ -26,6 +27,7 @@ from sonic.results.secrets import collect_secrets, redact_args, scrub_text
 
 __all__ = [
     "SONIC_KEY",
+    "add_telemetry",
     "VLLM_DETAILED_KEYS",
     "Outcome",
     "RunInfo",
