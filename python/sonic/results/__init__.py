@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sonic.results.dialects import (
     SONIC_KEY,
-    add_telemetry,
     VLLM_DETAILED_KEYS,
+    add_telemetry,
     build_max_result,
     build_result,
     build_vllm_result,
