@@ -304,7 +304,9 @@ def run_point(
             info.raw_records_file = raw.name
         doc = results.build_result(dialect, metrics, info)
         results.add_telemetry(doc, dialect, tel, metrics.total_output_tokens)
-        if tel.has_gpu_data or tel.has_server_data:
+        # Time series only with --save-detailed: a plain --save-result directory keeps one
+        # JSON per run, as vLLM/MAX readers that glob *.json expect.
+        if o.save_detailed and (tel.has_gpu_data or tel.has_server_data):
             side = telemetry_sidecar_path(path)
             results.write_atomic(side, [results.files.dumps(tel.sidecar(), secrets)])
             doc[results.SONIC_KEY]["telemetry"]["file"] = side.name
