@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,32 +18,11 @@ TOKENIZER = Path(__file__).parent / "fixtures" / "tokenizer"
 @contextmanager
 def sim_process(*flags: str, tokenizer: bool = True) -> Iterator[str]:
     """Start the simulated engine on a free port; yields its base URL; stops it after."""
-    cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
-    if tokenizer:
-        cmd += ["--tokenizer", str(TOKENIZER)]
-    proc = subprocess.Popen([*cmd, *flags], stdout=subprocess.PIPE, text=True)
-    try:
-        url = _read_url(proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    from sonic.sim import SimProcess
 
-
-def _read_url(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"sonic sim exited with {proc.wait()} before listening")
-        if "listening on" in line:
-            return line.strip().rsplit(" ", 1)[-1]
-    raise RuntimeError("sonic sim did not start within 60 s")
+    extra = ["--tokenizer", str(TOKENIZER)] if tokenizer else []
+    with SimProcess(*extra, *flags) as server:
+        yield server.url
 
 
 def scrape(url: str) -> dict[str, float]:

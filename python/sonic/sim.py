@@ -105,3 +105,53 @@ def serve(opts: SimOptions) -> None:
     from sonic import _core
 
     _core.serve_sim(opts.to_json())
+
+
+class SimProcess:
+    """``python -m sonic sim`` as a separate process (its own session), with its URL.
+
+    For demos, tests and benchmarks that must not share a process (or a GIL, or CPU
+    accounting) with the client. ``stop()`` sends SIGTERM and waits; a context manager too.
+    """
+
+    def __init__(self, *flags: str, startup_timeout_s: float = 60.0) -> None:
+        import subprocess
+        import sys
+        import time
+
+        from sonic.errors import SonicError
+
+        cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
+        self.proc = subprocess.Popen(
+            [*cmd, *flags], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        deadline = time.monotonic() + startup_timeout_s
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if "listening on" in line:
+                self.url = line.strip().rsplit(" ", 1)[-1]
+                return
+        self.stop()
+        raise SonicError(
+            "the simulated engine did not start (run `python -m sonic sim` to see why)"
+        )
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> SimProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -6,9 +6,7 @@ The quickest way to see sonic work end to end on any machine; no GPU, model or n
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 
 DEFAULT_RUN = [
     "--backend", "openai-chat",
@@ -19,24 +17,6 @@ DEFAULT_RUN = [
     "--ignore-eos",
     "--sonnet-output-len", "64",
 ]  # fmt: skip
-
-
-def _start_sim(profile: str, tokenizer: str) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
-    cmd += ["--profile", profile, "--tokenizer", tokenizer]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if "listening on" in line:
-            return proc, line.strip().rsplit(" ", 1)[-1]
-    proc.kill()
-    from sonic.errors import SonicError
-
-    raise SonicError("the simulated engine did not start (run `python -m sonic sim` to see why)")
 
 
 def main(argv: list[str]) -> int:
@@ -54,12 +34,14 @@ def main(argv: list[str]) -> int:
 
     from sonic.benchmark import run_benchmark
     from sonic.compat import parse_run_args
+    from sonic.sim import SimProcess
 
     # The small byte-level BPE shipped in the package: the sim counts prompt tokens with it and
     # the client re-tokenizes outputs with it, so both sides agree without any download.
     tokenizer = str(files("sonic") / "data" / "demo_tokenizer")
-    proc, url = _start_sim(ns.profile, tokenizer)
-    try:
+
+    with SimProcess("--profile", ns.profile, "--tokenizer", tokenizer) as server:
+        url = server.url
         args = parse_run_args(
             ["--base-url", url, "--model", "sonic-sim", "--tokenizer", tokenizer]
             + DEFAULT_RUN
@@ -67,9 +49,3 @@ def main(argv: list[str]) -> int:
         )
         print(f"sonic demo: simulated engine at {url} (profile {ns.profile})", file=sys.stderr)
         return run_benchmark(args)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
