@@ -21,7 +21,6 @@ import resource
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ import numpy as np
 
 from sonic import client
 from sonic.records import CHUNK_TEXT, RunRecords
+from sonic.sim import SimProcess
 
 TTFT_MS = 20.0
 ITL_MS = 2.0
@@ -40,21 +40,9 @@ ITL_MS = 2.0
 @contextmanager
 def sim(output_len: int, ttft_ms: float = TTFT_MS, itl_ms: float = ITL_MS):
     """The engine in its own process, so its CPU time is not charged to the client."""
-    cmd = [sys.executable, "-m", "sonic", "sim", "--host", "127.0.0.1", "--port", "0"]
-    cmd += ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--output-len", str(output_len)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    try:
-        while True:
-            line = proc.stdout.readline()
-            if not line:
-                raise SystemExit("sonic sim did not start")
-            if "listening on" in line:
-                yield line.strip().rsplit(" ", 1)[-1]
-                return
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    flags = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--output-len", str(output_len)]
+    with SimProcess(*flags) as server:
+        yield server.url
 
 
 def config(url: str, n: int, output_len: int, rate: float | None, mc: int | None):
