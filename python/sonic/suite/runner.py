@@ -337,6 +337,8 @@ class SuiteRunner:
                 "server_args": session.server_args,
                 "base_url": session.url,
                 "port": session.port,
+                "metrics_url": session.metrics_url,
+                "install": session.install_info(),
                 "uncontrolled": session.launch.uncontrolled if session.launch else [],
                 "status": "starting",
                 "error": None,

@@ -145,7 +145,9 @@ def check_engines(cfg: SuiteConfig, v: Validation) -> None:
         launch = launch_for(cfg, e, e.port or 8000)
         exe = launch.argv[0]
         preset = preset_of(e)
-        if not _executable_ok(exe):
+        if e.install is not None:
+            check_install(cfg, e, v)
+        elif not _executable_ok(exe):
             v.add(
                 f"engine.{e.name}.launch",
                 FAIL,
@@ -187,6 +189,70 @@ def check_engines(cfg: SuiteConfig, v: Validation) -> None:
                 "pass the engine's own flag in `args`, or drop the setting",
                 scope=INFO,
             )
+
+
+def check_install(cfg: SuiteConfig, e: EngineConfig, v: Validation) -> bool:
+    """An engine with an ``install`` spec: its venv is complete, and what is installed there
+    (asked of the venv's own Python, not the record) matches the pinned versions."""
+    from sonic.suite.install import canonical_name, installed, pinned_version, venv_bin, venv_dir
+    from sonic.suite.provision import engine_versions
+
+    spec = e.install
+    assert spec is not None
+    scope = engine_scope(e.name)
+    venv = venv_dir(spec)
+    fix = f"sonic suite setup {cfg.path}" + (f" --engines {e.name}" if len(cfg.engines) > 1 else "")
+    if installed(spec) is None:
+        v.add(
+            f"engine.{e.name}.launch",
+            FAIL,
+            f"not installed: no complete virtualenv for {' '.join(spec.packages)} at {venv}",
+            f"run `{fix}`",
+            scope=scope,
+        )
+        return False
+    preset = preset_of(e)
+    extra = preset.version_packages if preset else ()
+    names = spec.top_level + [n for n in extra if n not in spec.top_level]
+    try:
+        versions = engine_versions(venv, names, e.name)
+    except SonicError as exc:
+        v.add(f"engine.{e.name}.launch", FAIL, str(exc), f"run `{fix} --force`", scope=scope)
+        return False
+    wrong = []
+    for req in list(spec.packages) + list(spec.overrides.values()):
+        want, name = pinned_version(req), canonical_name(req)
+        if versions.get(name) is None or (want is not None and versions[name] != want):
+            wrong.append(f"{name} {versions.get(name) or 'missing'} (pinned {want or req})")
+    exe = launch_for(cfg, e, e.port or 8000).argv[0]
+    shown = ", ".join(f"{k} {val}" for k, val in versions.items() if val)
+    if wrong:
+        v.add(
+            f"engine.{e.name}.launch",
+            FAIL,
+            f"the venv at {venv} has {'; '.join(wrong)}",
+            f"run `{fix} --force`",
+            {"versions": versions},
+            scope=scope,
+        )
+        return False
+    if not _executable_ok(exe):
+        v.add(
+            f"engine.{e.name}.launch",
+            FAIL,
+            f"{exe}: not in the engine's venv ({shown})",
+            f"run `{fix} --force`",
+            scope=scope,
+        )
+        return False
+    v.add(
+        f"engine.{e.name}.launch",
+        PASS,
+        f"{shown} in {venv_bin(venv).parent}",
+        details={"versions": versions, "venv": str(venv), "executable": exe},
+        scope=scope,
+    )
+    return True
 
 
 # ---------------------------------------------------------------- fairness: settings
