@@ -619,6 +619,16 @@ def check_reported(reported: dict[str, dict[str, Any]], v: Validation) -> None:
         )
 
 
+def first_divergence(a: str, b: str, context: int = 20) -> str | None:
+    """None when equal, else where two answers part: ``at char 12: '…abc' vs '…abd'``."""
+    if a == b:
+        return None
+    n = len(os.path.commonprefix([a, b]))
+    start = max(0, n - context)
+    lead = "…" if start else ""
+    return f"at char {n}: {lead + a[start : n + context]!r} vs {lead + b[start : n + context]!r}"
+
+
 def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None:
     """The same greedy prompt to each engine: did all answer, and how alike are the answers?"""
     if not answers:
@@ -646,7 +656,14 @@ def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None
         for n, t in zip(names[1:], texts[1:])
     }
     prefix = {n: len(os.path.commonprefix([base, t])) for n, t in zip(names[1:], texts[1:])}
-    details.update({"similarity_to_" + names[0]: similarity, "common_prefix_chars": prefix})
+    divergence = {n: first_divergence(base, t) for n, t in zip(names[1:], texts[1:])}
+    details.update(
+        {
+            "similarity_to_" + names[0]: similarity,
+            "common_prefix_chars": prefix,
+            "first_divergence": divergence,
+        }
+    )
     identical = all(t == base for t in texts)
     shown = ", ".join(f"{n}: {tokens[n]} tokens" for n in names)
     if identical:
@@ -659,10 +676,12 @@ def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None
         )
     else:
         sim = ", ".join(f"{n} {s:.0%}" for n, s in similarity.items())
+        where = "; ".join(f"{n} {d}" for n, d in divergence.items() if d)
         v.add(
             "consistency.probe",
             WARN,
-            f"greedy answers differ (similarity to {names[0]}: {sim}; {shown})",
+            f"greedy answers differ (similarity to {names[0]}: {sim}; {shown}); first "
+            f"divergence: {where}",
             "expected for different models or numerics; for the same model and dtype, check "
             "that both engines load the same weights and chat template",
             details,
