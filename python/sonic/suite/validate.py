@@ -580,6 +580,19 @@ def check_live(session: Any, v: Validation) -> None:
             details={"served": ids, "reported": session.reported},
             scope=scope,
         )
+    preset = preset_of(e)
+    if preset is not None and preset.metrics_port_env and session.metrics_url:
+        from sonic.suite import probes
+
+        r = probes.request(session.metrics_url, timeout=5.0)
+        v.add(
+            f"engine.{e.name}.metrics",
+            PASS if r.ok else WARN,
+            f"Prometheus metrics at {session.metrics_url}"
+            + ("" if r.ok else f" do not answer ({r.error or r.status})"),
+            None if r.ok else f"check {preset.metrics_port_env} and the engine's log",
+            scope=INFO,
+        )
     configured = e.settings.max_model_len
     reported = session.reported.get("max_model_len")
     if configured is not None and reported is not None and int(reported) != int(configured):
