@@ -13,6 +13,7 @@ pub mod error;
 pub mod recorder;
 pub mod schedule;
 pub mod sim;
+pub mod telemetry;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -28,7 +28,7 @@ COMMON = [
 
 def _raw(result: Path) -> list[dict]:
     doc = json.loads(result.read_text())
-    raw = result.parent / doc["sonic"]["raw_records_file"]
+    raw = result.parent / doc["sonic"]["raw_records"]
     return [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
 
 

@@ -28,7 +28,9 @@ def start_sim(options_json: str) -> SimServer:
     SimOptions (see sonic/sim.py). Port 0 picks a free port."""
 
 def serve_sim(options_json: str) -> None:
-    """Run the simulated engine in the foreground until SIGINT/SIGTERM (GIL released)."""
+    """Run the simulated engine in the foreground until SIGINT (or a signal handler raising
+    KeyboardInterrupt, as ``sonic sim`` installs for SIGTERM); prints
+    ``sonic sim listening on URL`` once bound. GIL released; returns after a clean stop."""
 
 # ---------------------------------------------------------------- benchmark run
 
@@ -94,3 +96,39 @@ def start_run(config_json: str) -> RunHandle:
 def schedule_preview(schedule_json: str, n: int) -> npt.NDArray[np.float64]:
     """Intended arrival offsets in seconds for n requests of a JSON ScheduleSpec (its own
     convention: precomputed or sequential)."""
+
+# ---------------------------------------------------------------- telemetry
+
+class GpuSampler:
+    """A background thread sampling NVML (see ``start_gpu_sampler``)."""
+
+    @property
+    def devices(self) -> list[dict[str, object]]:
+        """``[{index (logical), nvml_index, name, uuid}]``."""
+    @property
+    def hz(self) -> float: ...
+    @property
+    def started_ns(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    def stop(self) -> dict[str, object]:
+        """Stop (idempotent); columns as numpy arrays: device (uint32), t_mono_ns (int64),
+        gpu_util_pct, mem_util_pct, mem_used_mib, mem_free_mib, mem_total_mib, power_w
+        (float64, NaN = unsupported), energy_mj, sm_clock_mhz, temperature_c (int64, -1 =
+        unsupported); plus devices, hz, started_ns."""
+    def summary(
+        self, start_ns: int | None = None, end_ns: int | None = None
+    ) -> list[dict[str, object]]:
+        """Per device over the window: samples, peak_used_mib, min_free_mib, mean_util_pct,
+        max_util_pct, mean_mem_util_pct, mean_power_w, max_temperature_c, mean_sm_clock_mhz,
+        energy_j, energy_source ("counter" | "power" | "none"), energy_span_s, name, uuid."""
+
+def gpu_probe() -> tuple[bool, str]:
+    """``(available, reason)``; never raises ("no NVIDIA GPU/driver found (...)")."""
+
+def start_gpu_sampler(hz: float = 10.0, devices: list[int] | None = None) -> GpuSampler:
+    """Sample the visible GPUs (CUDA_VISIBLE_DEVICES) or the logical ``devices``; raises
+    CoreError without NVML or a device."""
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC ns (the clock of ``time.monotonic_ns()``)."""

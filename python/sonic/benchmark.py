@@ -248,12 +248,17 @@ def run_point(
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
     from sonic import client, console, results
     from sonic.metrics import MetricRules, SkipRules, compute_metrics, token_counter
+    from sonic.telemetry import run_window_ns
 
     out = sys.stdout if out is None else out
     config = build_run_config(args, samples)
     send_test_prompt(args, config, samples)
     show = (not args.output.disable_tqdm) if progress is None else progress
-    records = client.run(config, progress=show)
+    telemetry = _telemetry_session(args)
+    with telemetry:  # GPU sampler + /metrics scraper around the run; never fatal
+        records = client.run(config, progress=show)
+        telemetry.set_window(*(run_window_ns(records) or (None, None)))
+    tel = telemetry.result()
 
     p = args.profile
     rules = MetricRules.for_compat("max" if p.name.startswith("max") else "vllm")
@@ -274,6 +279,10 @@ def run_point(
     info = make_info(args, simulated=simulated)
     outcome = results.run_outcome(dialect, metrics, args.dataset.num_prompts)
     console.print_summary(dialect, metrics, info, file=out)
+    for line in tel.console_lines():
+        print(line, file=out)
+    for warning in tel.warnings:
+        print(f"sonic: {warning}", file=sys.stderr)
 
     doc = None
     path = None
@@ -294,6 +303,13 @@ def run_point(
             results.write_raw_records(raw, records, metrics, secrets=secrets)
             info.raw_records_file = raw.name
         doc = results.build_result(dialect, metrics, info)
+        results.add_telemetry(doc, dialect, tel, metrics.total_output_tokens)
+        # Time series only with --save-detailed: a plain --save-result directory keeps one
+        # JSON per run, as vLLM/MAX readers that glob *.json expect.
+        if o.save_detailed and (tel.has_gpu_data or tel.has_server_data):
+            side = telemetry_sidecar_path(path)
+            results.write_atomic(side, [results.files.dumps(tel.sidecar(), secrets)])
+            doc[results.SONIC_KEY]["telemetry"]["file"] = side.name
         if outcome.partial:
             doc.setdefault(results.SONIC_KEY, {})["partial"] = True
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
@@ -307,7 +323,29 @@ def run_point(
         metrics=metrics,
         records=records,
         reasons=outcome.reasons,
+        extra={"telemetry": tel},
     )
+
+
+def _telemetry_session(args: RunArgs):
+    from sonic.telemetry import TelemetrySession
+
+    o = args.output
+    return TelemetrySession(
+        gpu=o.collect_gpu_stats,
+        gpu_hz=o.gpu_sample_hz,
+        metrics_url=o.server_metrics_url,
+        metrics_interval_s=o.server_metrics_interval_s,
+    )
+
+
+def telemetry_sidecar_path(result: Path) -> Path:
+    """``<stem>.telemetry.json`` beside a result file (GPU and engine time series)."""
+    from sonic.telemetry import SIDECAR_SUFFIX
+
+    p = Path(result)
+    stem = p.name[: -len(p.suffix)] if p.suffix else p.name
+    return p.with_name(stem + SIDECAR_SUFFIX)
 
 
 def make_info(args: RunArgs, *, simulated: bool):

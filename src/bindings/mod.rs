@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod run;
 mod sim;
+mod telemetry;
 
 pyo3::create_exception!(
     _core,
@@ -22,5 +23,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreError", m.py().get_type::<CoreError>())?;
     sim::register(m)?;
     run::register(m)?;
+    telemetry::register(m)?;
     Ok(())
 }

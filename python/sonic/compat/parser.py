@@ -197,7 +197,7 @@ def parse_run_args(argv: list[str]) -> RunArgs:
     traffic = _traffic(raw, profile)
     sampling = _sampling(raw, profile, target, dataset)
     metrics = _metrics(raw, profile, dataset)
-    output = _output(raw, target)
+    output = _output(raw, target, profile)
     explicit = frozenset(d for d in raw.by_dest if raw.given(d))
     return RunArgs(
         profile=profile,
@@ -552,7 +552,7 @@ def _metrics(raw: _Raw, profile: CompatProfile, dataset: DatasetArgs) -> Metrics
     )
 
 
-def _output(raw: _Raw, target: TargetArgs) -> OutputArgs:
+def _output(raw: _Raw, target: TargetArgs, profile: CompatProfile) -> OutputArgs:
     label = raw.text("label", target.backend)
     if not label.strip():
         raise SonicError("--label: empty")
@@ -566,5 +566,30 @@ def _output(raw: _Raw, target: TargetArgs) -> OutputArgs:
         metadata=V.parse_kv_pairs("--metadata", raw.items("metadata") or []),
         label=label,
         disable_tqdm=raw.flag("disable_tqdm"),
-        collect_gpu_stats=raw.flag("collect_gpu_stats"),
+        collect_gpu_stats=raw.flag(
+            "collect_gpu_stats", bool(profile.default("collect_gpu_stats") or False)
+        ),
+        **_telemetry(raw, target),
     )
+
+
+def _telemetry(raw: _Raw, target: TargetArgs) -> dict[str, Any]:
+    """GPU sample rate and the engine /metrics endpoint (``none`` or an empty URL: off)."""
+    hz = raw.number("gpu_sample_hz", 10.0, positive=True)
+    if hz is not None and hz > 1000:
+        raise SonicError(f"--gpu-sample-hz: {hz} is above 1000")
+    collect = raw.flag("collect_server_stats", True)
+    url = raw.text("server_metrics_url")
+    if url is None:
+        url = target.base_url + "/metrics"
+    elif url.strip().lower() in ("", "none", "off"):
+        url = None
+    elif not url.startswith(("http://", "https://")):
+        raise SonicError(f"--server-metrics-url: {url!r} is not an http(s) URL")
+    interval = raw.number("server_metrics_interval_s", 1.0, positive=True)
+    return {
+        "gpu_sample_hz": float(hz or 10.0),
+        "collect_server_stats": collect and url is not None,
+        "server_metrics_url": url if collect else None,
+        "server_metrics_interval_s": float(interval or 1.0),
+    }

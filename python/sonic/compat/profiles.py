@@ -180,6 +180,7 @@ MAX = CompatProfile(
         "metric_percentiles": (90.0, 95.0, 99.0),
         "random_range_ratio": 1.0,
         "temperature": 0.0,
+        "collect_gpu_stats": True,  # as MAX G3 (off in G1/G2 and vLLM)
     },
     range_ratio_semantics="lower_bound",
     temperature_policy="zero",

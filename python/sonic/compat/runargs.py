@@ -170,6 +170,10 @@ class OutputArgs:
     label: str
     disable_tqdm: bool
     collect_gpu_stats: bool
+    gpu_sample_hz: float = 10.0
+    collect_server_stats: bool = True
+    server_metrics_url: str | None = None  # resolved: None = no scraping
+    server_metrics_interval_s: float = 1.0
 
     @property
     def wants_file(self) -> bool:
@@ -314,6 +318,10 @@ class RunArgs:
             "label": o.label,
             "disable_tqdm": o.disable_tqdm,
             "collect_gpu_stats": o.collect_gpu_stats,
+            "gpu_sample_hz": o.gpu_sample_hz,
+            "collect_server_stats": o.collect_server_stats,
+            "server_metrics_url": scrub_url(o.server_metrics_url) if o.server_metrics_url else None,
+            "server_metrics_interval_s": o.server_metrics_interval_s,
             "accepted_ignored": list(self.accepted_ignored),
         }
 

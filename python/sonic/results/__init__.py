@@ -6,6 +6,7 @@ from __future__ import annotations
 from sonic.results.dialects import (
     SONIC_KEY,
     VLLM_DETAILED_KEYS,
+    add_telemetry,
     build_max_result,
     build_result,
     build_vllm_result,
@@ -26,6 +27,7 @@ from sonic.results.secrets import collect_secrets, redact_args, scrub_text
 
 __all__ = [
     "SONIC_KEY",
+    "add_telemetry",
     "VLLM_DETAILED_KEYS",
     "Outcome",
     "RunInfo",

@@ -337,3 +337,35 @@ def sonic_section(
         "error_counts": _error_counts(m),
         "raw_records": info.raw_records_file,
     }
+
+
+TELEMETRY_KEY = "telemetry"
+MAX_GPU_KEYS = ("peak_gpu_memory_mib", "available_gpu_memory_mib", "gpu_utilization")
+
+
+def add_telemetry(doc: dict[str, Any], dialect: str, telemetry: Any, output_tokens: int) -> None:
+    """Put a ``TelemetryResult`` into a result document, in place.
+
+    MAX: the per-GPU lists under MAX's keys (where the GPU keys already stand; empty lists
+    when collection was on but nothing was sampled). vLLM: vLLM's ``spec_decode_*`` keys when
+    the engine counted speculative decoding (before ``sonic``). Both: ``sonic.telemetry``
+    (GPU summary, energy, tokens per joule, the engine's counter deltas under
+    ``server_metrics``, warnings).
+    """
+    if check_dialect(dialect) == "max" and telemetry.gpu_requested:
+        doc.update(telemetry.max_gpu_keys())  # keys exist: their order is kept
+    if dialect == "vllm":
+        spec = {
+            k: [_num(x) for x in v]
+            if isinstance(v, list)
+            else _num(v)
+            if isinstance(v, float)
+            else v
+            for k, v in telemetry.vllm_spec_decode().items()
+        }
+        if spec:
+            sonic = doc.pop(SONIC_KEY, None)
+            doc.update(spec)
+            if sonic is not None:
+                doc[SONIC_KEY] = sonic
+    doc.setdefault(SONIC_KEY, {})[TELEMETRY_KEY] = telemetry.summary(output_tokens)
