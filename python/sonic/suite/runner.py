@@ -483,6 +483,7 @@ class SuiteRunner:
             result_dir=str(run_dir),
             result_filename=filename,
             server_args=session.server_args,
+            metrics_url=session.metrics_url,
         )
         args = P.parse_flags(e, p, flags)
         wl = self.workloads.get(args)
