@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-# The real llama.cpp engine's fixtures (tests/conftest_llamacpp.py).
-pytest_plugins = ["conftest_llamacpp"]
+# Real engines: llama.cpp (tests/conftest_llamacpp.py), vLLM and MAX on the CPU
+# (tests/conftest_cpu_engines.py).
+pytest_plugins = ["conftest_llamacpp", "conftest_cpu_engines"]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -343,7 +343,9 @@ def test_vllm_preset_argv(tmp_path):
     ):
         assert piece in text
     assert launch.argv[-1] == "--disable-log-stats"
-    assert launch.env == {"VLLM_SERVER_DEV_MODE": "1"}
+    assert launch.env["VLLM_SERVER_DEV_MODE"] == "1"
+    # Always: no usage-stats upload, compile caches under sonic's cache (preset environment).
+    assert launch.env["VLLM_NO_USAGE_STATS"] == "1" and "VLLM_CACHE_ROOT" in launch.env
     assert launch.uncontrolled == []
 
 

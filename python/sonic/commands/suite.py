@@ -1,4 +1,4 @@
-"""``sonic suite run SUITE.toml``: the fair comparison suite (see ``sonic.suite``)."""
+"""``sonic suite run|setup SUITE.toml``: the fair comparison suite (see ``sonic.suite``)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,31 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would be launched and run, start nothing"
     )
     run.add_argument("--verbose", action="store_true", help="print each run's full result banner")
+    setup = sub.add_parser(
+        "setup",
+        help="install each engine into its own virtualenv from the file's pinned spec",
+        description="Create (or reuse) one virtualenv per engine from its `install` spec, under "
+        "the sonic cache directory (venvs/<package>-<spec hash>), and record the versions.",
+        allow_abbrev=False,
+    )
+    setup.error = parser.error  # type: ignore[method-assign]
+    setup.add_argument("config", metavar="SUITE.toml", help="the suite file")
+    setup.add_argument("--engines", metavar="A,B", help="only these engines (comma-separated)")
+    setup.add_argument(
+        "--force", action="store_true", help="rebuild the virtualenvs even when they are complete"
+    )
     return parser
+
+
+def _engine_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    engines = [n.strip() for n in value.split(",") if n.strip()]
+    if not engines:
+        from sonic.errors import SonicError
+
+        raise SonicError("--engines: expected comma-separated engine names")
+    return engines
 
 
 def main(argv: list[str]) -> int:
@@ -71,18 +95,16 @@ def main(argv: list[str]) -> int:
         parser.print_help()
         return 0
     ns = parser.parse_args(argv)
+    if ns.action == "setup":
+        from sonic.suite.provision import setup_suite
+
+        return setup_suite(ns.config, engines=_engine_list(ns.engines), force=ns.force)
     if ns.action != "run":
         parser.print_help()
         return 2
     from sonic.suite.runner import SuiteOptions, run_suite
 
-    engines = None
-    if ns.engines is not None:
-        engines = [n.strip() for n in ns.engines.split(",") if n.strip()]
-        if not engines:
-            from sonic.errors import SonicError
-
-            raise SonicError("--engines: expected comma-separated engine names")
+    engines = _engine_list(ns.engines)
     opts = SuiteOptions(
         quick=ns.quick,
         output_dir=ns.output_dir,

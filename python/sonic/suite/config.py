@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from sonic.errors import SonicError
+from sonic.suite.install import InstallSpec, canonical_name
 from sonic.suite.tomlfile import Table as _Table
 from sonic.suite.tomlfile import read_toml, suggest, type_name
 
 DATASETS = ("sharegpt", "sonnet", "random", "code_debug", "custom", "hf")
 COMPATS = ("vllm", "max")
+DEVICES = ("cpu", "gpu")
 # The original suite's scenarios (compat.md 1.4): full = 0.5…8 req/s × 100, quick = 1, 2 × 50.
 FULL_RATES = (0.5, 1.0, 2.0, 4.0, 8.0)
 FULL_NUM_PROMPTS = 100
@@ -58,6 +60,7 @@ class ServerSettings:
     chunked_prefill: bool | None = None
     prefix_caching: bool | None = None
     tensor_parallel_size: int | None = None
+    device: str | None = None  # "cpu" or "gpu": MAX's --devices, vLLM's CPU environment
 
     def merged(self, override: ServerSettings) -> ServerSettings:
         """These settings with every non-None value of ``override`` applied."""
@@ -118,6 +121,8 @@ class EngineConfig:
     reset_prefix_cache: bool
     reset_path: str | None  # None: the preset's
     gpu_release_timeout_s: float
+    install: InstallSpec | None = None  # its own venv (``sonic suite setup``); None: PATH
+    metrics_port: int | None = None  # engines with a separate metrics port (MAX); 0: free
 
     @property
     def request_model(self) -> str | None:
@@ -242,6 +247,7 @@ def _settings(t: _Table) -> ServerSettings:
         chunked_prefill=t.boolean("chunked_prefill"),
         prefix_caching=t.boolean("prefix_caching"),
         tensor_parallel_size=t.integer("tensor_parallel_size", minimum=1),
+        device=t.string("device", choices=DEVICES),
     )
     if s.gpu_memory_utilization is not None and s.gpu_memory_utilization > 1:
         raise t.fail("gpu_memory_utilization", f"must be at most 1, got {s.gpu_memory_utilization}")
@@ -361,6 +367,12 @@ def _engine(name: str, t: _Table, suite_model: str | None, suite_tok: str | None
         raise t.fail("profile", "only the sim preset takes a profile")
 
     model = t.string("model", suite_model)
+    install = _install(t)
+    if install is not None and (external or command is not None):
+        raise t.fail("install", "only preset engines are installed (a command gives its own path)")
+    metrics_port = t.integer("metrics_port", minimum=0)
+    if metrics_port is not None and metrics_port > 65535:
+        raise t.fail("metrics_port", f"must be at most 65535, got {metrics_port}")
     default_backend = PRESETS[preset].backend if preset else "openai"
     engine = EngineConfig(
         name=name,
@@ -387,6 +399,8 @@ def _engine(name: str, t: _Table, suite_model: str | None, suite_tok: str | None
         reset_prefix_cache=bool(t.boolean("reset_prefix_cache", False)),
         reset_path=reset_path,
         gpu_release_timeout_s=t.number("gpu_release_timeout_s", 120.0, non_negative=True) or 0.0,
+        install=install,
+        metrics_port=metrics_port,
     )
     if external and (engine.args or engine.env):
         raise t.fail("args" if engine.args else "env", "an external engine is not launched")
@@ -394,6 +408,43 @@ def _engine(name: str, t: _Table, suite_model: str | None, suite_tok: str | None
         raise t.fail("model", f"the {preset} preset needs a model (here or in [suite])")
     t.done()
     return engine
+
+
+def _install(t: _Table) -> InstallSpec | None:
+    """``install`` (a requirement or a list), ``install_no_deps``, ``requirements_override``
+    (a table: distribution name -> the requirement to use instead), ``install_pip_args``,
+    ``install_python``."""
+    raw = t.raw("install")
+    keys = ("install_no_deps", "requirements_override", "install_pip_args", "install_python")
+    if raw is None:
+        for k in keys:
+            if t.has(k):
+                raise t.fail(k, "needs install (the engine's pinned requirements)")
+        return None
+    if isinstance(raw, str):
+        packages: tuple[str, ...] = (raw,)
+    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+        packages = tuple(raw)
+    else:
+        raise t.fail("install", "expected a requirement string or a non-empty list of them")
+    for i, req in enumerate(packages):
+        if not req.strip() or req.strip().startswith("-"):
+            raise t.fail(f"install[{i}]", f"expected a requirement like 'pkg==1.2', got {req!r}")
+    over_t = t.table("requirements_override")
+    overrides: dict[str, str] = {}
+    for key in list(over_t.data):
+        value = over_t.string(key)
+        if value is None or canonical_name(value) != canonical_name(key):
+            raise over_t.fail(key, f"expected a requirement for {key} (e.g. '{key}==1.0')")
+        overrides[canonical_name(key)] = value
+    over_t.done()
+    return InstallSpec(
+        packages=packages,
+        no_deps=bool(t.boolean("install_no_deps", False)),
+        overrides=overrides,
+        pip_args=t.strings("install_pip_args") or (),
+        python=t.string("install_python"),
+    )
 
 
 def _client_table(t: _Table) -> ClientOptions:
@@ -620,6 +671,7 @@ def _normalise(cfg: SuiteConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         d["client"] = e.client.given()
         d["env"] = dict(sorted(e.env.items())) if with_env else e.env_names
         d["model"] = e.model
+        d["install"] = e.install.as_dict() if e.install else None
         d["tokenizer"] = resolve_path(cfg, e.tokenizer)
         return d
 

@@ -47,15 +47,22 @@ def ready_timeout(engine: EngineConfig) -> float:
     return engine.ready_timeout_s or (p.ready_timeout_s if p else 600.0)
 
 
-def launch_for(cfg: SuiteConfig, engine: EngineConfig, port: int) -> Launch:
-    """The argv (and settings env) that starts ``engine`` on ``port``."""
+def launch_for(
+    cfg: SuiteConfig, engine: EngineConfig, port: int, metrics_port: int | None = None
+) -> Launch:
+    """The argv (and settings env) that starts ``engine`` on ``port`` (and, for engines with
+    a separate metrics port, ``metrics_port``: default the configured one or the engine's)."""
     from dataclasses import replace
 
     preset = preset_of(engine)
     model = model_path(cfg, engine)
     if preset is not None:
         resolved = replace(engine, model=model, tokenizer=tokenizer_for(cfg, engine))
-        return preset.launch(resolved, engine.host, port, trust=cfg.trust_remote_code)
+        if metrics_port is None:
+            metrics_port = engine.metrics_port or None
+        return preset.launch(
+            resolved, engine.host, port, trust=cfg.trust_remote_code, metrics_port=metrics_port
+        )
     assert engine.command is not None
     values = {"port": str(port), "host": engine.host, "model": model or ""}
     argv = [
@@ -83,6 +90,7 @@ class EngineSession:
     launch: Launch | None = None
     url: str = ""
     port: int = 0
+    metrics_url: str | None = None
     ready_s: float | None = None
     models: probes.ModelsInfo | None = None
     version: str | None = None
@@ -106,10 +114,28 @@ class EngineSession:
         if e.external:
             self.url = e.base_url or lifecycle.base_url(e.host, e.port)
             self.port = e.port
+            if e.metrics_port:
+                self.metrics_url = lifecycle.base_url(e.host, e.metrics_port) + "/metrics"
+            else:
+                self.metrics_url = self.url + "/metrics"
             return None
-        self.port = e.port or lifecycle.free_port(e.host if e.host != "0.0.0.0" else "127.0.0.1")
+        local = e.host if e.host != "0.0.0.0" else "127.0.0.1"
+        self.port = e.port or lifecycle.free_port(local)
         self.url = lifecycle.base_url(e.host, self.port)
-        self.launch = launch_for(self.cfg, e, self.port)
+        preset = self.preset
+        mport = None
+        if preset is not None and preset.metrics_port_env:
+            # Its own port, picked like the API port unless configured (never the engine's
+            # fixed default, which may be taken or be another engine's API port).
+            mport = e.metrics_port or lifecycle.free_port(local)
+            while mport == self.port:
+                mport = lifecycle.free_port(local)
+        self.launch = launch_for(self.cfg, e, self.port, mport)
+        path = preset.metrics_path if preset is not None else "/metrics"
+        if self.launch.metrics_port is not None:
+            self.metrics_url = lifecycle.base_url(e.host, self.launch.metrics_port) + path
+        else:
+            self.metrics_url = self.url + path
         return self.launch
 
     @property
@@ -142,7 +168,13 @@ class EngineSession:
             env.update(expand_env(e))
         except SonicError as exc:  # a ${VAR} is unset (the message names it, shows no value)
             raise EngineFailed(str(exc)) from None
-        self.server = ServerProcess(e.name, list(self.launch.argv), self.log_path, env)
+        self.server = ServerProcess(
+            e.name,
+            list(self.launch.argv),
+            self.log_path,
+            env,
+            isolate_cwd=self.launch.isolate_cwd,
+        )
         self.server.start()
 
     def wait(self) -> None:
@@ -169,6 +201,21 @@ class EngineSession:
             self.reported["max_model_len"] = self.models.max_model_len
         if preset is not None and preset.name == "llama.cpp":
             self.reported.update(probes.llama_props(self.url))
+
+    def install_info(self) -> dict[str, Any] | None:
+        """The engine's venv and the versions ``sonic suite setup`` recorded there."""
+        from sonic.suite.install import read_marker, venv_dir
+
+        if self.engine.install is None:
+            return None
+        venv = venv_dir(self.engine.install)
+        marker = read_marker(venv) or {}
+        return {
+            "venv": str(venv),
+            "spec": self.engine.install.as_dict(),
+            "versions": marker.get("versions"),
+            "installed_at": marker.get("installed_at"),
+        }
 
     def request_model(self) -> str | None:
         model = request_model(self.engine)

@@ -118,6 +118,7 @@ class ServerProcess:
     log_path: Path
     env: Mapping[str, str]
     cwd: Path | None = None
+    isolate_cwd: bool = False  # start in its own TMPDIR (engines that read ./.env)
     proc: subprocess.Popen | None = None
     tmpdir: str | None = None
     started_at: float = 0.0
@@ -130,6 +131,9 @@ class ServerProcess:
             # Engines leave IPC sockets and temp files behind: give each its own TMPDIR.
             self.tmpdir = tempfile.mkdtemp(prefix=f"sonic-{self.name}-")
             env["TMPDIR"] = self.tmpdir
+        cwd = self.cwd
+        if cwd is None and self.isolate_cwd:
+            cwd = Path(env["TMPDIR"])
         exe = self.argv[0]
         if shutil.which(exe, path=env.get("PATH")) is None and not os.path.isfile(exe):
             self._cleanup_tmp()
@@ -142,7 +146,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=self.cwd,
+                cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
             )

@@ -165,6 +165,7 @@ def run_flags(
     result_dir: str | None = None,
     result_filename: str | None = None,
     server_args: str = "",
+    metrics_url: str | None = None,
 ) -> list[str]:
     """The ``sonic run`` argv of one run (or, without result paths, of its workload)."""
     s = plan.scenario
@@ -221,6 +222,9 @@ def run_flags(
     flags += ["--label", engine.name, "--disable-tqdm"]
     if server_args:
         flags += ["--server-args", server_args]
+    if metrics_url:
+        # Engines with a separate metrics port (MAX): scrape where the session put it.
+        flags += ["--server-metrics-url", metrics_url]
     if result_dir is not None and result_filename is not None:
         flags += ["--save-result", "--save-detailed"]
         flags += ["--result-dir", result_dir, "--result-filename", result_filename]

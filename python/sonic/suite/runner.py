@@ -337,6 +337,8 @@ class SuiteRunner:
                 "server_args": session.server_args,
                 "base_url": session.url,
                 "port": session.port,
+                "metrics_url": session.metrics_url,
+                "install": session.install_info(),
                 "uncontrolled": session.launch.uncontrolled if session.launch else [],
                 "status": "starting",
                 "error": None,
@@ -481,6 +483,7 @@ class SuiteRunner:
             result_dir=str(run_dir),
             result_filename=filename,
             server_args=session.server_args,
+            metrics_url=session.metrics_url,
         )
         args = P.parse_flags(e, p, flags)
         wl = self.workloads.get(args)

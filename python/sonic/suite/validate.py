@@ -145,7 +145,9 @@ def check_engines(cfg: SuiteConfig, v: Validation) -> None:
         launch = launch_for(cfg, e, e.port or 8000)
         exe = launch.argv[0]
         preset = preset_of(e)
-        if not _executable_ok(exe):
+        if e.install is not None:
+            check_install(cfg, e, v)
+        elif not _executable_ok(exe):
             v.add(
                 f"engine.{e.name}.launch",
                 FAIL,
@@ -187,6 +189,70 @@ def check_engines(cfg: SuiteConfig, v: Validation) -> None:
                 "pass the engine's own flag in `args`, or drop the setting",
                 scope=INFO,
             )
+
+
+def check_install(cfg: SuiteConfig, e: EngineConfig, v: Validation) -> bool:
+    """An engine with an ``install`` spec: its venv is complete, and what is installed there
+    (asked of the venv's own Python, not the record) matches the pinned versions."""
+    from sonic.suite.install import canonical_name, installed, pinned_version, venv_bin, venv_dir
+    from sonic.suite.provision import engine_versions
+
+    spec = e.install
+    assert spec is not None
+    scope = engine_scope(e.name)
+    venv = venv_dir(spec)
+    fix = f"sonic suite setup {cfg.path}" + (f" --engines {e.name}" if len(cfg.engines) > 1 else "")
+    if installed(spec) is None:
+        v.add(
+            f"engine.{e.name}.launch",
+            FAIL,
+            f"not installed: no complete virtualenv for {' '.join(spec.packages)} at {venv}",
+            f"run `{fix}`",
+            scope=scope,
+        )
+        return False
+    preset = preset_of(e)
+    extra = preset.version_packages if preset else ()
+    names = spec.top_level + [n for n in extra if n not in spec.top_level]
+    try:
+        versions = engine_versions(venv, names, e.name)
+    except SonicError as exc:
+        v.add(f"engine.{e.name}.launch", FAIL, str(exc), f"run `{fix} --force`", scope=scope)
+        return False
+    wrong = []
+    for req in list(spec.packages) + list(spec.overrides.values()):
+        want, name = pinned_version(req), canonical_name(req)
+        if versions.get(name) is None or (want is not None and versions[name] != want):
+            wrong.append(f"{name} {versions.get(name) or 'missing'} (pinned {want or req})")
+    exe = launch_for(cfg, e, e.port or 8000).argv[0]
+    shown = ", ".join(f"{k} {val}" for k, val in versions.items() if val)
+    if wrong:
+        v.add(
+            f"engine.{e.name}.launch",
+            FAIL,
+            f"the venv at {venv} has {'; '.join(wrong)}",
+            f"run `{fix} --force`",
+            {"versions": versions},
+            scope=scope,
+        )
+        return False
+    if not _executable_ok(exe):
+        v.add(
+            f"engine.{e.name}.launch",
+            FAIL,
+            f"{exe}: not in the engine's venv ({shown})",
+            f"run `{fix} --force`",
+            scope=scope,
+        )
+        return False
+    v.add(
+        f"engine.{e.name}.launch",
+        PASS,
+        f"{shown} in {venv_bin(venv).parent}",
+        details={"versions": versions, "venv": str(venv), "executable": exe},
+        scope=scope,
+    )
+    return True
 
 
 # ---------------------------------------------------------------- fairness: settings
@@ -514,6 +580,19 @@ def check_live(session: Any, v: Validation) -> None:
             details={"served": ids, "reported": session.reported},
             scope=scope,
         )
+    preset = preset_of(e)
+    if preset is not None and preset.metrics_port_env and session.metrics_url:
+        from sonic.suite import probes
+
+        r = probes.request(session.metrics_url, timeout=5.0)
+        v.add(
+            f"engine.{e.name}.metrics",
+            PASS if r.ok else WARN,
+            f"Prometheus metrics at {session.metrics_url}"
+            + ("" if r.ok else f" do not answer ({r.error or r.status})"),
+            None if r.ok else f"check {preset.metrics_port_env} and the engine's log",
+            scope=INFO,
+        )
     configured = e.settings.max_model_len
     reported = session.reported.get("max_model_len")
     if configured is not None and reported is not None and int(reported) != int(configured):
@@ -553,6 +632,16 @@ def check_reported(reported: dict[str, dict[str, Any]], v: Validation) -> None:
         )
 
 
+def first_divergence(a: str, b: str, context: int = 20) -> str | None:
+    """None when equal, else where two answers part: ``at char 12: '…abc' vs '…abd'``."""
+    if a == b:
+        return None
+    n = len(os.path.commonprefix([a, b]))
+    start = max(0, n - context)
+    lead = "…" if start else ""
+    return f"at char {n}: {lead + a[start : n + context]!r} vs {lead + b[start : n + context]!r}"
+
+
 def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None:
     """The same greedy prompt to each engine: did all answer, and how alike are the answers?"""
     if not answers:
@@ -580,7 +669,14 @@ def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None
         for n, t in zip(names[1:], texts[1:])
     }
     prefix = {n: len(os.path.commonprefix([base, t])) for n, t in zip(names[1:], texts[1:])}
-    details.update({"similarity_to_" + names[0]: similarity, "common_prefix_chars": prefix})
+    divergence = {n: first_divergence(base, t) for n, t in zip(names[1:], texts[1:])}
+    details.update(
+        {
+            "similarity_to_" + names[0]: similarity,
+            "common_prefix_chars": prefix,
+            "first_divergence": divergence,
+        }
+    )
     identical = all(t == base for t in texts)
     shown = ", ".join(f"{n}: {tokens[n]} tokens" for n in names)
     if identical:
@@ -593,10 +689,12 @@ def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None
         )
     else:
         sim = ", ".join(f"{n} {s:.0%}" for n, s in similarity.items())
+        where = "; ".join(f"{n} {d}" for n, d in divergence.items() if d)
         v.add(
             "consistency.probe",
             WARN,
-            f"greedy answers differ (similarity to {names[0]}: {sim}; {shown})",
+            f"greedy answers differ (similarity to {names[0]}: {sim}; {shown}); first "
+            f"divergence: {where}",
             "expected for different models or numerics; for the same model and dtype, check "
             "that both engines load the same weights and chat template",
             details,
