@@ -78,12 +78,13 @@ pub fn start(opts: &SimOptions) -> Result<Running, SimError> {
         .build()
         .map_err(SimError::Runtime)?;
     let addr_text = host_port(&cfg.host, cfg.port);
-    let listener = rt
-        .block_on(TcpListener::bind(addr_text.as_str()))
-        .map_err(|source| SimError::Bind {
+    let listener = {
+        let _entered = rt.enter(); // from_std registers with this runtime's reactor
+        bind_listener(&addr_text).map_err(|source| SimError::Bind {
             addr: addr_text.clone(),
             source,
-        })?;
+        })?
+    };
     let addr = listener.local_addr().map_err(|source| SimError::Bind {
         addr: addr_text,
         source,
@@ -109,6 +110,29 @@ pub fn start(opts: &SimOptions) -> Result<Running, SimError> {
         host,
     })
 }
+
+/// Bind with a deep accept queue: a client that opens thousands of streams at once must not
+/// have SYNs dropped (each drop costs a 1 s retransmit, which would show up as fake latency).
+fn bind_listener(addr: &str) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+
+    let sockaddr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(sockaddr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&sockaddr.into())?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Capped by the kernel's net.core.somaxconn (4096 by default since Linux 5.4).
+const ACCEPT_BACKLOG: i32 = 8192;
 
 async fn accept_loop(listener: TcpListener, app: Arc<App>) {
     loop {
