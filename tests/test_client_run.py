@@ -348,3 +348,78 @@ def test_schedule_preview_reproducible():
     s = client.ScheduleSpec(request_rate=20.0, burstiness=1.0, seed=7)
     a, b = client.schedule_preview(s, 100), client.schedule_preview(s, 100)
     assert np.array_equal(a, b) and abs(a[-1] - 5.0) < 1e-9
+
+
+def test_keep_alive_connection_closed_by_the_server_is_retried_once():
+    """A server that closes a kept-alive connection instead of answering its next request
+    (as llama.cpp's httplib does after a few requests per connection): the request is sent
+    again on a fresh connection, so the run does not count the server's housekeeping as a
+    failed request."""
+    import socket
+
+    answer = json.dumps(
+        {
+            "choices": [{"text": "ok", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+    ).encode()
+    attempts: list[int] = []
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+
+    def serve_connection(conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            for n in range(2):
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = int(
+                    next(
+                        ln.split(b":")[1]
+                        for ln in head.split(b"\r\n")
+                        if ln.lower().startswith(b"content-length")
+                    )
+                )
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                buf = rest[length:]
+                attempts.append(n)
+                if n == 1:
+                    return  # the second request on a connection: close without answering
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+                )
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    try:
+        cfg = client.RunConfig(
+            base_url=f"http://127.0.0.1:{lsock.getsockname()[1]}",
+            endpoint="/v1/completions",
+            api="completions",
+            model="m",
+            requests=[client.RequestSpec(prompt="x", max_tokens=1) for _ in range(3)],
+            schedule=client.ScheduleSpec(request_rate=None),
+            max_concurrency=1,
+            timeout_s=10.0,
+        )
+        rec = client.run(cfg)
+    finally:
+        lsock.close()
+    assert rec.error == [None, None, None]
+    assert [rec.generated_text(i) for i in range(3)] == ["ok"] * 3
+    # Requests 2 and 3 each met a closed kept-alive connection first.
+    assert sorted(attempts) == [0, 0, 0, 1, 1]

@@ -55,7 +55,7 @@ def test_run_counts_tokens_exactly_on_both_endpoints(
     )  # fmt: skip
     assert cp.returncode == 0, cp.stderr
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["completed"] == 8 and doc["failed"] == 0
+    assert doc["completed"] == 8 and doc["failed"] == 0, [e for e in doc["errors"] if e]
     assert doc["total_output_tokens"] == 8 * 24  # usage.completion_tokens, ignore_eos honoured
     assert "simulated" not in cp.stdout.lower()
     lines = _raw(tmp_path / "r.json")

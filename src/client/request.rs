@@ -58,6 +58,18 @@ async fn error_excerpt(resp: &mut reqwest::Response) -> String {
     truncate_chars(&String::from_utf8_lossy(&buf), EXCERPT_CHARS)
 }
 
+/// True for hyper's "connection closed before message completed" on sending.
+fn closed_before_response(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Send and stream; the record keeps whatever arrived even when this returns an error.
 async fn stream(
     ctx: &RequestCtx,
@@ -66,14 +78,24 @@ async fn stream(
     rec: &mut RequestRecord,
 ) -> Result<(), Failure> {
     rec.sent_ns = since_t0(ctx);
-    let mut resp = ctx
-        .client
-        .post(ctx.url.clone())
-        .header("x-request-id", request_id)
-        .body(body)
-        .send()
-        .await
-        .map_err(Failure::from_send)?;
+    let send = |body: Bytes, id: HeaderValue| {
+        ctx.client
+            .post(ctx.url.clone())
+            .header("x-request-id", id)
+            .body(body)
+            .send()
+    };
+    let mut resp = match send(body.clone(), request_id.clone()).await {
+        Ok(r) => r,
+        // A pooled keep-alive connection that the server closed as we reused it (servers cap
+        // requests per connection, e.g. llama.cpp's httplib closes after 5): no response was
+        // started, so send once more on a fresh connection. `sent_ns` stays the first attempt,
+        // so the retry's cost is counted in the latency, never hidden.
+        Err(e) if closed_before_response(&e) => {
+            send(body, request_id).await.map_err(Failure::from_send)?
+        }
+        Err(e) => return Err(Failure::from_send(e)),
+    };
     let status = resp.status().as_u16();
     rec.http_status = i32::from(status);
     if status >= 400 {

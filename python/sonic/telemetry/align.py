@@ -72,7 +72,7 @@ def plot_timeline(records: Any, telemetry: Any, ax: Any = None, path: Any = None
         for key, style in (("running", "-"), ("waiting", "--")):
             if key in server:
                 vals = [np.nan if v is None else v for v in server[key]]
-                ax.plot(ts, vals, style, marker=".", label=f"engine {key}")
+                ax.plot(ts, vals, style, marker=".", drawstyle="steps-post", label=f"engine {key}")
     ax.set_xlabel("seconds since run start")
     ax.set_ylabel("requests")
     ax2 = ax.twinx()
