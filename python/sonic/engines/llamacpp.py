@@ -65,7 +65,7 @@ CMAKE_OPTIONS = (
 )
 
 # Never hand credentials to pip or the build: nothing there needs them, and logs are kept.
-_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "API_KEY")
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "API_KEY")
 
 
 def cache_root() -> Path:
@@ -121,7 +121,7 @@ def ensure_llama_server(cache_dir: Path | str | None = None) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SonicError(f"cannot create the llama.cpp cache directory {cache}: {exc}") from None
-    with _locked(cache / ".build.lock"):
+    with file_lock(cache / ".build.lock"):
         found = cached_server(cache)  # another process may have built it while we waited
         if found is not None:
             return found
@@ -129,7 +129,8 @@ def ensure_llama_server(cache_dir: Path | str | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (one build or install at a time)."""
     import fcntl
 
     with open(path, "a+") as handle:
@@ -155,8 +156,9 @@ def _tool(name: str) -> str:
     )
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+def env_without_secrets() -> dict[str, str]:
+    """This process's environment without credentials, for pip and build tools."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
@@ -166,7 +168,7 @@ class _Step:
 
     def __init__(self, log: Path) -> None:
         self.log = log
-        self.env = _clean_env()
+        self.env = env_without_secrets()
 
     def run(self, what: str, argv: list[str], cwd: Path, hint: str = "") -> None:
         with open(self.log, "a", encoding="utf-8") as out:
@@ -395,7 +397,7 @@ def launch_llama_server(
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=_clean_env(),
+                    env=env_without_secrets(),
                     start_new_session=True,  # own process group: stop() reaps everything
                 )
             except OSError as exc:

@@ -9,15 +9,11 @@ and that log. Credentials are removed from pip's environment.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +28,6 @@ from sonic.suite.install import (
     venv_dir,
 )
 
-_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "API_KEY")
 PIP_TIMEOUT_S = 3600.0
 
 # Run inside the engine venv: the declared requirements of the --no-deps packages that apply
@@ -81,22 +76,13 @@ class Provisioned:
 
 
 def _pip_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    from sonic.engines.llamacpp import env_without_secrets
+
+    env = env_without_secrets()  # also turns off pip's version check
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _last_error(log: Path) -> str:
@@ -192,7 +178,9 @@ def ensure_venv(
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SonicError(f"engine {name}: cannot create {base}: {exc}") from None
-    with _locked(base / f".{venv.name}.lock"):
+    from sonic.engines.llamacpp import file_lock
+
+    with file_lock(base / f".{venv.name}.lock"):
         done = None if force else installed(spec, root)
         if done is not None:
             versions = {k: v for k, v in (done.get("versions") or {}).items()}
