@@ -4,7 +4,8 @@ The prompt tells the server what to do: ``ok:N:GAP_MS`` streams N text chunks GA
 (then a finish chunk, a usage chunk and ``[DONE]``); ``500``/``429`` answer with an error
 status; ``drop`` closes the connection mid-stream; ``stall`` stops sending; ``malformed``
 sends an unparseable data line; ``json`` answers without streaming; ``echo`` answers 401 with
-the Authorization header in the body. Timing assertions use generous tolerances.
+the Authorization header in the body; ``cr:N:GAP_MS`` is ``ok`` with lone-CR line ends and a
+leading byte-order mark, as the SSE spec allows. Timing assertions use generous tolerances.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _event(self, obj) -> None:
         data = obj if isinstance(obj, str) else json.dumps(obj)
-        self._chunk(f"data: {data}\n\n".encode())
+        eol = getattr(self, "eol", "\n")
+        self._chunk(f"data: {data}{eol}{eol}".encode())
 
     def _plain(self, status: int, text: str, ctype: str = "text/plain") -> None:
         body = text.encode()
@@ -89,6 +91,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self.eol = "\n"
+        if prompt.startswith("cr:"):
+            self.eol = "\r"
+            prompt = "ok" + prompt[2:]
+            self._chunk(b"\xef\xbb\xbf")
 
         def text(t: str, finish=None):
             if chat:
@@ -184,6 +191,15 @@ def test_stream_texts_timestamps_usage(server):
     assert np.all(rec.extra["dispatched_ns"] <= rec.sent_ns)
     # t0 is on Python's monotonic clock.
     assert abs(rec.t0_mono_ns - time.monotonic_ns()) < 30e9
+
+
+def test_lone_cr_line_ends_and_bom(server):
+    rec = client.run(config(server, ["cr:3:5"]), progress=False)
+    assert rec.error == [None]
+    t, kinds = texts(rec, 0)
+    assert t[:3] == ["t0 ", "t1 ", "t2 "]
+    assert list(kinds) == [CHUNK_TEXT] * 3 + [CHUNK_EMPTY_CHOICE, CHUNK_NO_CHOICE, CHUNK_DONE]
+    assert list(rec.completion_tokens) == [3]
 
 
 def test_chat_role_delta_and_non_streamed_json(server):

@@ -1,9 +1,10 @@
 //! Incremental Server-Sent Events decoder over the body's byte chunks.
 //!
-//! Lines may be split across reads; `\n` and `\r\n` end lines; `:` lines are comments; several
-//! `data:` lines of one event are joined with `\n`; a blank line ends the event. Buffers are
-//! reused, so a steady stream decodes without allocating. `event:`, `id:` and `retry:` are
-//! ignored (no LLM server we speak to needs them). A lone `\r` is not treated as a line end.
+//! Lines may be split across reads; `\n`, `\r\n` and a lone `\r` end lines (as the SSE spec
+//! says, even when a `\r\n` pair is split between two reads); a leading UTF-8 BOM is dropped;
+//! `:` lines are comments; several `data:` lines of one event are joined with `\n`; a blank line
+//! ends the event. Buffers are reused, so a steady stream decodes without allocating. `event:`,
+//! `id:` and `retry:` are ignored (no LLM server we speak to needs them).
 
 /// Decoder state carried between reads.
 #[derive(Default)]
@@ -11,6 +12,10 @@ pub struct SseDecoder {
     line: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    /// The last line ended with `\r`: a `\n` right after it belongs to that line end.
+    after_cr: bool,
+    /// No line has ended yet (a BOM may lead the first one).
+    seen_line: bool,
 }
 
 impl SseDecoder {
@@ -24,10 +29,25 @@ impl SseDecoder {
         chunk: &[u8],
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
         let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', chunk) {
-            let seg = &chunk[start..nl];
-            start = nl + 1;
+        if std::mem::take(&mut self.after_cr) && chunk.first() == Some(&b'\n') {
+            start = 1;
+        }
+        while let Some(rel) = memchr::memchr2(b'\r', b'\n', &chunk[start..]) {
+            let end = start + rel;
+            let mut next = end + 1;
+            if chunk[end] == b'\r' {
+                match chunk.get(next) {
+                    Some(b'\n') => next += 1,
+                    None => self.after_cr = true,
+                    Some(_) => {}
+                }
+            }
+            let seg = &chunk[start..end];
+            start = next;
             if self.line.is_empty() {
                 self.line_done(seg, on_event)?;
             } else {
@@ -60,7 +80,12 @@ impl SseDecoder {
         line: &[u8],
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = if self.seen_line {
+            line
+        } else {
+            self.seen_line = true;
+            line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+        };
         if line.is_empty() {
             if self.has_data {
                 self.has_data = false;
@@ -138,6 +163,31 @@ mod tests {
     fn unterminated_last_event_is_flushed() {
         assert_eq!(decode(&[b"data: x\n\ndata: y"]), vec!["x", "y"]);
         assert!(decode(&[b"\n\n: only a comment\n"]).is_empty());
+    }
+
+    #[test]
+    fn lone_cr_and_split_crlf_end_lines() {
+        let s = b"data: a\r\rdata: b\r\n\r\ndata: c\n\r\n";
+        for cut in 0..s.len() {
+            let got = decode(&[&s[..cut], &s[cut..]]);
+            assert_eq!(got, vec!["a", "b", "c"], "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = s.chunks(1).collect();
+        assert_eq!(decode(&bytes), vec!["a", "b", "c"]);
+        // A CR ending one read and a CR starting the next are two line ends: a blank line.
+        assert_eq!(decode(&[b"data: x\r", b"\rdata: y"]), vec!["x", "y"]);
+        // An empty read between the CR and its LF does not split the pair.
+        assert_eq!(decode(&[b"data: x\r", b"", b"\ndata: y\n\n"]), vec!["x\ny"]);
+    }
+
+    #[test]
+    fn leading_bom_is_dropped_once() {
+        let s = b"\xEF\xBB\xBFdata: a\n\n\xEF\xBB\xBFdata: b\n\n";
+        for cut in 0..s.len() {
+            let got = decode(&[&s[..cut], &s[cut..]]);
+            // A BOM later in the stream is part of a line whose field is not `data`.
+            assert_eq!(got, vec!["a"], "cut at {cut}");
+        }
     }
 
     #[test]
