@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from sonic.compat.parser import parse_run_args
+from sonic.errors import SonicError
 from sonic.results import SONIC_KEY, add_telemetry
 from sonic.telemetry import TelemetrySession
 from sonic.telemetry.align import align, in_flight
 from sonic.telemetry.gpu import GpuData
-from sonic.telemetry.session import TelemetryResult
+from sonic.telemetry.session import EndpointTelemetry, TelemetryResult
 
 
-def _result(**kw) -> TelemetryResult:
+def _result(server_deltas=None, **kw) -> TelemetryResult:
     base = dict(
         gpu_requested=True,
         gpu_available=False,
         gpu_reason="no NVIDIA GPU/driver found (test)",
         gpu=GpuData(),
-        metrics_url=None,
-        engine=None,
-        server_deltas={},
-        server_series={},
-        scrapes=[],
     )
+    if server_deltas is not None:
+        base["endpoints"] = [
+            EndpointTelemetry("server", "http://h/metrics", "vllm", server_deltas, {}, [])
+        ]
     base.update(kw)
     return TelemetryResult(**base)
 
@@ -139,6 +140,70 @@ def test_flags_defaults_per_profile():
     ).output
     assert off.collect_gpu_stats is False and off.server_metrics_url is None
     assert off.gpu_sample_hz == 4.0
+
+
+def test_metrics_urls_flag_max_and_plain_forms():
+    def out(*extra):
+        return parse_run_args(["--backend", "modular", "--model", "m", *extra]).output
+
+    o = out("--metrics-urls.prefill=http://p:8001/metrics", "--metrics-urls.decode", "http://d/m")
+    assert o.server_metrics_endpoints == {
+        "prefill": "http://p:8001/metrics",
+        "decode": "http://d/m",
+    }
+    assert list(o.server_metrics_endpoints) == ["prefill", "decode"]
+    assert o.server_metrics_url is None and o.collect_server_stats  # they replace the default
+    o = out("--server-metrics-url", "http://s/metrics", "--metrics-urls", "a=http://a/metrics")
+    assert o.server_metrics_url == "http://s/metrics"
+    assert o.server_metrics_endpoints == {"a": "http://a/metrics"}
+    o = out("--metrics-urls.a=http://a/metrics", "--no-collect-server-stats")
+    assert o.server_metrics_endpoints == {} and o.server_metrics_url is None
+    assert o.collect_server_stats is False
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--metrics-urls", "nolabel"], "item 1 is not LABEL=URL"),
+        (["--metrics-urls.a b=http://x"], "label 'a b'"),
+        (["--metrics-urls.a=http://x", "--metrics-urls.a=http://y"], "label 'a' given twice"),
+        (["--metrics-urls.a=ftp://x"], "--metrics-urls.a: 'ftp://x' is not an http(s) URL"),
+        (
+            ["--server-metrics-url", "http://s/m", "--metrics-urls.server=http://x"],
+            "label 'server' is the one of --server-metrics-url",
+        ),
+    ],
+)
+def test_metrics_urls_bad_values_are_one_line_errors(extra, message):
+    with pytest.raises(SonicError, match=re.escape(message)):
+        parse_run_args(["--model", "m", *extra])
+
+
+def test_max_server_metrics_keys_first_endpoint_and_by_label():
+    def ep(label, counter):
+        return EndpointTelemetry(
+            label,
+            f"http://{label}/metrics",
+            "max",
+            {},
+            {},
+            [],
+            {"counters": {"c": counter}, "gauges": {"g": float("nan")}, "histograms": {}},
+        )
+
+    res = _result(gpu_requested=False, endpoints=[ep("prefill", 1.0), ep("decode", 2.0)])
+    doc = _max_doc()
+    add_telemetry(doc, "max", res, output_tokens=5)
+    assert list(doc)[-3:] == ["server_metrics", "server_metrics_by_endpoint", SONIC_KEY]
+    assert doc["server_metrics"]["counters"] == {"c": 1.0}
+    assert list(doc["server_metrics_by_endpoint"]) == ["prefill", "decode"]
+    assert doc["server_metrics_by_endpoint"]["decode"]["counters"] == {"c": 2.0}
+    assert doc["server_metrics"]["gauges"] == {"g": None}  # NaN is written as null
+    json.dumps(doc, allow_nan=False)
+    vdoc = {"duration": 1.0, SONIC_KEY: {}}
+    add_telemetry(vdoc, "vllm", res, output_tokens=5)
+    assert "server_metrics" not in vdoc and "server_metrics_by_endpoint" not in vdoc
+    assert set(vdoc[SONIC_KEY]["telemetry"]["server_metrics_by_endpoint"]) == {"prefill", "decode"}
 
 
 def test_align_and_in_flight():

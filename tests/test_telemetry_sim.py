@@ -41,3 +41,40 @@ def test_waiting_queue_grows_under_overload(tmp_path: Path, tokenizer_dir: Path)
     assert waiting[0] == 0 and waiting[-1] == 0
     assert max(running) <= 2
     assert tel["server_metrics"]["deltas"]["generation_tokens_total"] >= 20 * 64 * 0.9
+
+
+def test_max_server_metrics_by_endpoint_from_two_labelled_urls(tmp_path: Path, tokenizer_dir: Path):
+    """MAX's --metrics-urls.LABEL=URL: each endpoint scraped, MAX's server_metrics objects in
+    the result (here both labels point at the same simulated engine, so they must agree)."""
+    handle = sim.start()
+    try:
+        cmd = [
+            sys.executable, "-m", "sonic", "--backend", "modular",
+            "--base-url", handle.url, "--model", "sonic-sim", "--tokenizer", str(tokenizer_dir),
+            "--dataset-name", "random", "--random-input-len", "16", "--random-output-len", "8",
+            "--num-prompts", "6", "--no-collect-gpu-stats",
+            f"--metrics-urls.prefill={handle.url}/metrics",
+            "--metrics-urls.decode", f"{handle.url}/metrics",
+            "--save-detailed", "--result-dir", str(tmp_path), "--result-filename", "max.json",
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        handle.stop()
+    assert "Engine /metrics prefill (vllm)" in proc.stdout
+    assert "Engine /metrics decode (vllm)" in proc.stdout
+    doc = json.loads((tmp_path / "max.json").read_text())
+    by_ep = doc["server_metrics_by_endpoint"]
+    assert list(by_ep) == ["prefill", "decode"] and doc["server_metrics"] == by_ep["prefill"]
+    for ep in by_ep.values():
+        tokens = [v for k, v in ep["counters"].items() if k.startswith("vllm:generation_tokens")]
+        assert tokens == [6 * 8], ep["counters"]
+        e2e = [h for k, h in ep["histograms"].items() if k.startswith("vllm:e2e_request_latency")]
+        assert len(e2e) == 1 and e2e[0]["count"] == 6 and e2e[0]["mean"] > 0
+        assert e2e[0]["buckets"][-1] == ["+Inf", 6.0]
+    tel = doc["sonic"]["telemetry"]
+    assert set(tel["server_metrics_by_endpoint"]) == {"prefill", "decode"}
+    side = json.loads((tmp_path / tel["file"]).read_text())
+    assert side["server"]["url"].endswith("/metrics") and list(side["server_by_endpoint"]) == [
+        "decode"
+    ]

@@ -335,6 +335,7 @@ def _telemetry_session(args: RunArgs):
         gpu=o.collect_gpu_stats,
         gpu_hz=o.gpu_sample_hz,
         metrics_url=o.server_metrics_url,
+        metrics_endpoints=o.server_metrics_endpoints,
         metrics_interval_s=o.server_metrics_interval_s,
     )
 

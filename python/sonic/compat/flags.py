@@ -492,6 +492,16 @@ FLAGS: tuple[Flag, ...] = (
         default="{base-url}/metrics",
     ),
     _impl(
+        "--metrics-urls",
+        "telemetry",
+        "max",
+        "more /metrics endpoints to scrape, each LABEL=URL (MAX's --metrics-urls.LABEL=URL "
+        "also works), e.g. prefill and decode servers; without --server-metrics-url they "
+        "replace the default endpoint. MAX results get server_metrics_by_endpoint",
+        kind="list",
+        metavar="LABEL=URL",
+    ),
+    _impl(
         "--server-metrics-interval-s",
         "telemetry",
         "sonic",
@@ -518,7 +528,6 @@ FLAGS: tuple[Flag, ...] = (
     _acc("--lora-assignment", "vllm", "only used with --lora-modules, which is refused"),
     _acc("--kv-block-size", "max", _UNUSED_DATASET),
     _acc("--server-pids", "max", "only used by --collect-cpu-stats, which is refused", "list"),
-    _acc("--metrics-urls", "max", "per-label URLs are not scraped; use --server-metrics-url"),
     _acc("--trace-file", "max", "only used with --trace, which is refused"),
     _acc("--trace-session", "max", "only used with --trace, which is refused"),
     _acc("--warmup-oversample-factor", "max", "only used by --warmup-to-steady-state (refused)"),

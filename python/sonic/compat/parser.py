@@ -171,7 +171,7 @@ def parse_run_args(argv: list[str]) -> RunArgs:
 
         sys.stdout.write(format_run_help())
         raise SystemExit(0)
-    ns, extras = _build_parser().parse_known_args(argv)
+    ns, extras = _build_parser().parse_known_args(_undot_metrics_urls(argv))
     for token in extras:
         if token.startswith("-") and token != "-":
             raise _unknown_flag_error(token)
@@ -210,6 +210,25 @@ def parse_run_args(argv: list[str]) -> RunArgs:
         accepted_ignored=tuple(ignored),
         explicit=explicit,
     )
+
+
+METRICS_URLS_DOTTED = "--metrics-urls."
+
+
+def _undot_metrics_urls(argv: list[str]) -> list[str]:
+    """MAX's ``--metrics-urls.LABEL=URL`` (or ``--metrics-urls.LABEL URL``) as
+    ``--metrics-urls LABEL=URL``."""
+    out: list[str] = []
+    it = iter(argv)
+    for tok in it:
+        if not tok.startswith(METRICS_URLS_DOTTED):
+            out.append(tok)
+            continue
+        label, sep, url = tok[len(METRICS_URLS_DOTTED) :].partition("=")
+        if not sep:
+            url = next(it, "")
+        out += ["--metrics-urls", f"{label}={url}"]
+    return out
 
 
 def _format_host(host: str) -> str:
@@ -574,22 +593,56 @@ def _output(raw: _Raw, target: TargetArgs, profile: CompatProfile) -> OutputArgs
 
 
 def _telemetry(raw: _Raw, target: TargetArgs) -> dict[str, Any]:
-    """GPU sample rate and the engine /metrics endpoint (``none`` or an empty URL: off)."""
+    """GPU sample rate and the engine /metrics endpoints (``none`` or an empty URL: off)."""
     hz = raw.number("gpu_sample_hz", 10.0, positive=True)
     if hz is not None and hz > 1000:
         raise SonicError(f"--gpu-sample-hz: {hz} is above 1000")
     collect = raw.flag("collect_server_stats", True)
+    extra = _metrics_urls(raw.items("metrics_urls") or [])
     url = raw.text("server_metrics_url")
     if url is None:
-        url = target.base_url + "/metrics"
+        url = None if extra else target.base_url + "/metrics"
     elif url.strip().lower() in ("", "none", "off"):
         url = None
-    elif not url.startswith(("http://", "https://")):
-        raise SonicError(f"--server-metrics-url: {url!r} is not an http(s) URL")
+    else:
+        _check_metrics_url("--server-metrics-url", url)
+        from sonic.telemetry.session import DEFAULT_ENDPOINT_LABEL
+
+        if DEFAULT_ENDPOINT_LABEL in extra:
+            raise SonicError(
+                f"--metrics-urls: label {DEFAULT_ENDPOINT_LABEL!r} is the one of "
+                "--server-metrics-url; pick another label"
+            )
     interval = raw.number("server_metrics_interval_s", 1.0, positive=True)
     return {
         "gpu_sample_hz": float(hz or 10.0),
-        "collect_server_stats": collect and url is not None,
+        "collect_server_stats": collect and (url is not None or bool(extra)),
         "server_metrics_url": url if collect else None,
+        "server_metrics_endpoints": extra if collect else {},
         "server_metrics_interval_s": float(interval or 1.0),
     }
+
+
+def _check_metrics_url(flag: str, url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise SonicError(f"{flag}: {scrub_url(url)!r} is not an http(s) URL")
+
+
+def _metrics_urls(items: list[str]) -> dict[str, str]:
+    """``LABEL=URL`` items of --metrics-urls (labels: letters, digits, ``_``, ``-``, ``.``)."""
+    out: dict[str, str] = {}
+    for index, item in enumerate(items, start=1):
+        label, sep, url = item.partition("=")
+        label, url = label.strip(), url.strip()
+        if not sep or not label or not url:
+            raise SonicError(
+                f"--metrics-urls: item {index} is not LABEL=URL "
+                "(or write --metrics-urls.LABEL=URL as MAX does)"
+            )
+        if not all(c.isalnum() or c in "_-." for c in label):
+            raise SonicError(f"--metrics-urls: label {label!r} may hold only letters, digits, _-.")
+        if label in out:
+            raise SonicError(f"--metrics-urls: label {label!r} given twice")
+        _check_metrics_url(f"--metrics-urls.{label}", url)
+        out[label] = url
+    return out

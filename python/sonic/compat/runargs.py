@@ -172,7 +172,8 @@ class OutputArgs:
     collect_gpu_stats: bool
     gpu_sample_hz: float = 10.0
     collect_server_stats: bool = True
-    server_metrics_url: str | None = None  # resolved: None = no scraping
+    server_metrics_url: str | None = None  # resolved: None = not scraped
+    server_metrics_endpoints: dict[str, str] = field(default_factory=dict)  # --metrics-urls
     server_metrics_interval_s: float = 1.0
 
     @property
@@ -321,6 +322,7 @@ class RunArgs:
             "gpu_sample_hz": o.gpu_sample_hz,
             "collect_server_stats": o.collect_server_stats,
             "server_metrics_url": scrub_url(o.server_metrics_url) if o.server_metrics_url else None,
+            "metrics_urls": {k: scrub_url(v) for k, v in o.server_metrics_endpoints.items()},
             "server_metrics_interval_s": o.server_metrics_interval_s,
             "accepted_ignored": list(self.accepted_ignored),
         }

@@ -347,13 +347,17 @@ def add_telemetry(doc: dict[str, Any], dialect: str, telemetry: Any, output_toke
     """Put a ``TelemetryResult`` into a result document, in place.
 
     MAX: the per-GPU lists under MAX's keys (where the GPU keys already stand; empty lists
-    when collection was on but nothing was sampled). vLLM: vLLM's ``spec_decode_*`` keys when
+    when collection was on but nothing was sampled), and MAX's ``server_metrics`` /
+    ``server_metrics_by_endpoint`` (counters, gauges, histograms of each scraped endpoint)
+    when ``/metrics`` was scraped before and after the run. vLLM: vLLM's ``spec_decode_*`` keys when
     the engine counted speculative decoding (before ``sonic``). Both: ``sonic.telemetry``
     (GPU summary, energy, tokens per joule, the engine's counter deltas under
     ``server_metrics``, warnings).
     """
-    if check_dialect(dialect) == "max" and telemetry.gpu_requested:
-        doc.update(telemetry.max_gpu_keys())  # keys exist: their order is kept
+    if check_dialect(dialect) == "max":
+        if telemetry.gpu_requested:
+            doc.update(telemetry.max_gpu_keys())  # keys exist: their order is kept
+        _insert_before_sonic(doc, telemetry.max_server_metrics())
     if dialect == "vllm":
         spec = {
             k: [_num(x) for x in v]
@@ -363,9 +367,14 @@ def add_telemetry(doc: dict[str, Any], dialect: str, telemetry: Any, output_toke
             else v
             for k, v in telemetry.vllm_spec_decode().items()
         }
-        if spec:
-            sonic = doc.pop(SONIC_KEY, None)
-            doc.update(spec)
-            if sonic is not None:
-                doc[SONIC_KEY] = sonic
+        _insert_before_sonic(doc, spec)
     doc.setdefault(SONIC_KEY, {})[TELEMETRY_KEY] = telemetry.summary(output_tokens)
+
+
+def _insert_before_sonic(doc: dict[str, Any], keys: dict[str, Any]) -> None:
+    """New tool keys go before ``sonic``, which stays the last key of a document."""
+    if keys:
+        sonic = doc.pop(SONIC_KEY, None)
+        doc.update(keys)
+        if sonic is not None:
+            doc[SONIC_KEY] = sonic

@@ -7,10 +7,16 @@ from sonic.telemetry.align import align, in_flight, plot_timeline, run_window_ns
 from sonic.telemetry.gpu import GpuData, GpuRecorder, max_gpu_keys, probe
 from sonic.telemetry.names import normalize, parse_metrics
 from sonic.telemetry.scrape import MetricsScraper, Scrape
-from sonic.telemetry.session import SIDECAR_SUFFIX, TelemetryResult, TelemetrySession
+from sonic.telemetry.session import (
+    SIDECAR_SUFFIX,
+    EndpointTelemetry,
+    TelemetryResult,
+    TelemetrySession,
+)
 
 __all__ = [
     "SIDECAR_SUFFIX",
+    "EndpointTelemetry",
     "GpuData",
     "GpuRecorder",
     "MetricsScraper",

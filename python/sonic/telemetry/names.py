@@ -57,14 +57,26 @@ PREFIXES = {
 
 @dataclass(frozen=True)
 class Sample:
-    """One Prometheus sample."""
+    """One Prometheus sample, with its family's name and type (``counter``, ``gauge``,
+    ``histogram``, ``summary``, ``untyped``...) as the exposition declared them."""
 
     name: str
     labels: Mapping[str, str]
     value: float
+    family: str = ""
+    kind: str = "untyped"
 
     def as_json(self) -> list:
         return [self.name, dict(self.labels), _finite(self.value)]
+
+
+def metric_key(name: str, labels: Mapping[str, str]) -> str:
+    """``name{a="x",b="y"}`` with labels sorted (``name`` alone without labels), as the
+    Prometheus exposition writes a series and as MAX keys its ``server_metrics``."""
+    if not labels:
+        return name
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
 
 
 def _finite(v: float) -> float | None:
@@ -158,7 +170,7 @@ def parse_metrics(text: str) -> list[Sample]:
     out: list[Sample] = []
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            out.append(Sample(s.name, dict(s.labels), float(s.value)))
+            out.append(Sample(s.name, dict(s.labels), float(s.value), family.name, family.type))
     return out
 
 

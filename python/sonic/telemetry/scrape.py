@@ -16,7 +16,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic.telemetry.names import COUNTERS, Sample, detect_engine, normalize, parse_metrics
+from sonic.telemetry.maxshape import server_metrics_doc
+from sonic.telemetry.names import (
+    COUNTERS,
+    Sample,
+    detect_engine,
+    metric_key,
+    normalize,
+    parse_metrics,
+)
 
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_TIMEOUT_S = 2.0
@@ -181,17 +189,15 @@ class MetricsScraper:
             out[f] = [s.values.get(f) for s in ok]
         return out
 
-    def deltas(self, start_ns: int | None = None, end_ns: int | None = None) -> dict[str, Any]:
-        """Counter deltas over the run: between the last successful scrape at or before
-        ``start_ns`` (else the first) and the first at or after ``end_ns`` (else the last).
-
-        ``normalized`` holds the schema's counters; ``raw`` every counter-like sample
-        (``*_total``, ``*_count``, ``*_sum``) by ``name{labels}``. A negative delta (the
-        engine restarted) is reported as None with a warning.
-        """
+    def window_scrapes(
+        self, start_ns: int | None = None, end_ns: int | None = None
+    ) -> tuple[Scrape, Scrape] | None:
+        """The successful scrapes that bracket the run: the last at or before ``start_ns``
+        (else the first) and the first at or after ``end_ns`` (else the last); None when
+        there are not two distinct ones."""
         ok = self.ok_scrapes
         if len(ok) < 2:
-            return {}
+            return None
         a = ok[0]
         if start_ns is not None:
             before = [s for s in ok if s.t_start_ns <= start_ns]
@@ -200,8 +206,19 @@ class MetricsScraper:
         if end_ns is not None:
             after = [s for s in ok if s.t_end_ns >= end_ns]
             b = after[0] if after else ok[-1]
-        if b is a:
+        return None if b is a else (a, b)
+
+    def deltas(self, start_ns: int | None = None, end_ns: int | None = None) -> dict[str, Any]:
+        """Counter deltas over the run, between the :meth:`window_scrapes`.
+
+        ``normalized`` holds the schema's counters; ``raw`` every counter-like sample
+        (``*_total``, ``*_count``, ``*_sum``) by ``name{labels}``. A negative delta (the
+        engine restarted) is reported as None with a warning.
+        """
+        pair = self.window_scrapes(start_ns, end_ns)
+        if pair is None:
             return {}
+        a, b = pair
         norm: dict[str, float | None] = {}
         for f in COUNTERS:
             if f in a.values and f in b.values:
@@ -210,10 +227,10 @@ class MetricsScraper:
         rates: dict[str, float | None] = {}
         if hits is not None and queries:
             rates["prefix_cache_hit_rate"] = hits / queries
-        raw_a = {_key(s): s.value for s in a.samples if _counterish(s.name)}
+        raw_a = {metric_key(s.name, s.labels): s.value for s in a.samples if _counterish(s.name)}
         raw: dict[str, float | None] = {}
         for s in b.samples:
-            k = _key(s)
+            k = metric_key(s.name, s.labels)
             if _counterish(s.name) and k in raw_a:
                 raw[k] = self._delta(k, s.value - raw_a[k])
         return {
@@ -223,6 +240,14 @@ class MetricsScraper:
             "rates": rates,
             "raw": raw,
         }
+
+    def max_server_metrics(
+        self, start_ns: int | None = None, end_ns: int | None = None
+    ) -> dict[str, Any] | None:
+        """MAX's ``server_metrics`` object over the run (see :mod:`sonic.telemetry.maxshape`);
+        None without two successful scrapes around it."""
+        pair = self.window_scrapes(start_ns, end_ns)
+        return None if pair is None else server_metrics_doc(pair[0].samples, pair[1].samples)
 
     def _delta(self, name: str, d: float) -> float | None:
         if d < 0:
@@ -235,10 +260,3 @@ class MetricsScraper:
 
 def _counterish(name: str) -> bool:
     return name.endswith(("_total", "_count", "_sum"))
-
-
-def _key(s: Sample) -> str:
-    if not s.labels:
-        return s.name
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-    return f"{s.name}{{{inner}}}"

@@ -5,6 +5,11 @@
         tel.set_window(*run_window_ns(records))
     result = tel.result()
 
+Several ``/metrics`` endpoints (MAX's ``--metrics-urls.<label>=<url>``, e.g. the prefill and
+decode servers of a disaggregated deployment) are scraped side by side with
+``metrics_endpoints={label: url}``; the first is the primary one that the console, the
+normalised summary and the timeline plots use.
+
 Nothing here can fail a run: every problem becomes a line in ``result().warnings``.
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +63,63 @@ def _clean(obj: Any) -> Any:
     return _json_num(obj)
 
 
+DEFAULT_ENDPOINT_LABEL = "server"  # MAX's label for the one endpoint it derives itself
+
+
+@dataclass
+class EndpointTelemetry:
+    """What one scraped ``/metrics`` endpoint gave over the session."""
+
+    label: str
+    url: str | None  # None only for the empty stand-in when nothing was scraped
+    engine: str | None
+    deltas: dict[str, Any]
+    series: dict[str, Any]
+    scrapes: list[Scrape]
+    max_server_metrics: dict[str, Any] | None = None  # MAX's ``server_metrics`` object
+
+    @property
+    def has_data(self) -> bool:
+        return any(s.ok for s in self.scrapes)
+
+    def gauge_stats(self, window_ns: tuple[int, int] | None) -> dict[str, dict[str, float | None]]:
+        """Mean and max of each normalised gauge over the scrapes inside the run window."""
+        from sonic.telemetry.names import GAUGES
+
+        inside = [s for s in self.scrapes if s.ok]
+        if window_ns is not None:
+            a, b = window_ns
+            w = [s for s in inside if a <= s.t_ns <= b]
+            inside = w or inside
+        out: dict[str, dict[str, float | None]] = {}
+        for g in GAUGES:
+            vals = [s.values[g] for s in inside if g in s.values and math.isfinite(s.values[g])]
+            if vals:
+                out[g] = {"mean": float(np.mean(vals)), "max": float(np.max(vals)), "n": len(vals)}
+        return out
+
+    def summary(self, window_ns: tuple[int, int] | None) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "engine": self.engine,
+            "scrapes": len(self.scrapes),
+            "failed_scrapes": sum(1 for s in self.scrapes if not s.ok),
+            "deltas": self.deltas.get("normalized", {}),
+            "rates": self.deltas.get("rates", {}),
+            "gauges": self.gauge_stats(window_ns),
+            "raw_deltas": self.deltas.get("raw", {}),
+        }
+
+    def sidecar(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "engine": self.engine,
+            "series": self.series,
+            "deltas": self.deltas,
+            "scrapes": [s.as_json(raw=True) for s in self.scrapes],
+        }
+
+
 @dataclass
 class TelemetryResult:
     """What a session gathered. Times are CLOCK_MONOTONIC ns."""
@@ -65,14 +128,36 @@ class TelemetryResult:
     gpu_available: bool
     gpu_reason: str
     gpu: GpuData
-    metrics_url: str | None
-    engine: str | None
-    server_deltas: dict[str, Any]
-    server_series: dict[str, Any]
-    scrapes: list[Scrape]
+    endpoints: list[EndpointTelemetry] = field(default_factory=list)  # the primary first
     warnings: list[str] = field(default_factory=list)
     window_ns: tuple[int, int] | None = None
     session_ns: tuple[int, int] = (0, 0)
+
+    # The primary endpoint's data (None / empty when no /metrics was scraped).
+
+    @property
+    def primary(self) -> EndpointTelemetry | None:
+        return self.endpoints[0] if self.endpoints else None
+
+    @property
+    def metrics_url(self) -> str | None:
+        return self.primary.url if self.primary else None
+
+    @property
+    def engine(self) -> str | None:
+        return self.primary.engine if self.primary else None
+
+    @property
+    def server_deltas(self) -> dict[str, Any]:
+        return self.primary.deltas if self.primary else {}
+
+    @property
+    def server_series(self) -> dict[str, Any]:
+        return self.primary.series if self.primary else {}
+
+    @property
+    def scrapes(self) -> list[Scrape]:
+        return self.primary.scrapes if self.primary else []
 
     # ---------------------------------------------------------------- GPU
 
@@ -82,7 +167,7 @@ class TelemetryResult:
 
     @property
     def has_server_data(self) -> bool:
-        return any(s.ok for s in self.scrapes)
+        return any(e.has_data for e in self.endpoints)
 
     def max_gpu_keys(self) -> dict[str, list[float | None]]:
         """``peak_gpu_memory_mib``, ``available_gpu_memory_mib``, ``gpu_utilization``: lists,
@@ -125,21 +210,27 @@ class TelemetryResult:
             ],
         }
 
-    def server_gauge_stats(self) -> dict[str, dict[str, float | None]]:
-        """Mean and max of each normalised gauge over the scrapes inside the run window."""
-        from sonic.telemetry.names import GAUGES
+    def _primary_or_empty(self) -> EndpointTelemetry:
+        """The primary endpoint, or an empty one, so documents keep one shape."""
+        return self.primary or EndpointTelemetry(DEFAULT_ENDPOINT_LABEL, None, None, {}, {}, [])
 
-        inside = [s for s in self.scrapes if s.ok]
-        if self.window_ns is not None:
-            a, b = self.window_ns
-            w = [s for s in inside if a <= s.t_ns <= b]
-            inside = w or inside
-        out: dict[str, dict[str, float | None]] = {}
-        for g in GAUGES:
-            vals = [s.values[g] for s in inside if g in s.values and math.isfinite(s.values[g])]
-            if vals:
-                out[g] = {"mean": float(np.mean(vals)), "max": float(np.max(vals)), "n": len(vals)}
-        return out
+    def server_gauge_stats(self) -> dict[str, dict[str, float | None]]:
+        """The primary endpoint's gauges: mean and max over the run window."""
+        return self.primary.gauge_stats(self.window_ns) if self.primary else {}
+
+    def max_server_metrics(self) -> dict[str, Any]:
+        """MAX's ``server_metrics`` (the first endpoint) and ``server_metrics_by_endpoint``
+        (all, by label); empty when no endpoint was scraped twice around the run."""
+        by_label = {e.label: e.max_server_metrics for e in self.endpoints}
+        by_label = {k: v for k, v in by_label.items() if v is not None}
+        if not by_label:
+            return {}
+        return _clean(
+            {
+                "server_metrics": next(iter(by_label.values())),
+                "server_metrics_by_endpoint": by_label,
+            }
+        )
 
     # ---------------------------------------------------------------- documents
 
@@ -159,16 +250,16 @@ class TelemetryResult:
                     "energy_j": energy,
                     "output_tokens_per_joule": tokens_per_joule(output_tokens or 0, energy),
                 },
-                "server_metrics": {
-                    "url": self.metrics_url,
-                    "engine": self.engine,
-                    "scrapes": len(self.scrapes),
-                    "failed_scrapes": sum(1 for s in self.scrapes if not s.ok),
-                    "deltas": (self.server_deltas or {}).get("normalized", {}),
-                    "rates": (self.server_deltas or {}).get("rates", {}),
-                    "gauges": self.server_gauge_stats(),
-                    "raw_deltas": (self.server_deltas or {}).get("raw", {}),
-                },
+                "server_metrics": self._primary_or_empty().summary(self.window_ns),
+                **(
+                    {
+                        "server_metrics_by_endpoint": {
+                            e.label: e.summary(self.window_ns) for e in self.endpoints
+                        }
+                    }
+                    if len(self.endpoints) > 1
+                    else {}
+                ),
                 "window_mono_ns": list(self.window_ns) if self.window_ns else None,
                 "warnings": list(self.warnings),
             }
@@ -188,13 +279,12 @@ class TelemetryResult:
                     "series": gpu_series,
                     "summaries": self.gpu.summaries,
                 },
-                "server": {
-                    "url": self.metrics_url,
-                    "engine": self.engine,
-                    "series": self.server_series,
-                    "deltas": self.server_deltas,
-                    "scrapes": [s.as_json(raw=True) for s in self.scrapes],
-                },
+                "server": self._primary_or_empty().sidecar(),
+                **(
+                    {"server_by_endpoint": {e.label: e.sidecar() for e in self.endpoints[1:]}}
+                    if len(self.endpoints) > 1
+                    else {}
+                ),
                 "warnings": self.warnings,
             }
         )
@@ -215,9 +305,14 @@ class TelemetryResult:
             e = self.energy_j()
             if e is not None:
                 lines.append("GPU energy (J):".ljust(40) + f"{e:.1f}")
-        if self.has_server_data:
-            g = self.server_gauge_stats()
-            lines.append("{s:{c}^{n}}".format(s=f" Engine /metrics ({self.engine}) ", n=50, c="-"))
+        for e in self.endpoints:
+            if not e.has_data:
+                continue
+            g = e.gauge_stats(self.window_ns)
+            title = f" Engine /metrics ({e.engine}) "
+            if len(self.endpoints) > 1:
+                title = f" Engine /metrics {e.label} ({e.engine}) "
+            lines.append("{s:{c}^{n}}".format(s=title, n=50, c="-"))
             for key, label in (
                 ("running", "Engine running reqs mean/max:"),
                 ("waiting", "Engine waiting reqs mean/max:"),
@@ -225,14 +320,18 @@ class TelemetryResult:
             ):
                 if key in g:
                     lines.append(label.ljust(40) + f"{g[key]['mean']:.2f}/{g[key]['max']:.2f}")
-            d = (self.server_deltas or {}).get("normalized") or {}
+            d = e.deltas.get("normalized") or {}
             if d.get("preemptions_total") is not None:
                 lines.append("Engine preemptions:".ljust(40) + f"{d['preemptions_total']:.0f}")
         return lines
 
 
 class TelemetrySession:
-    """Start GPU sampling and ``/metrics`` scraping on enter, stop them on exit."""
+    """Start GPU sampling and ``/metrics`` scraping on enter, stop them on exit.
+
+    ``metrics_url`` is shorthand for ``metrics_endpoints={"server": metrics_url}``; given both,
+    ``metrics_url`` is scraped first, under that label.
+    """
 
     def __init__(
         self,
@@ -241,23 +340,24 @@ class TelemetrySession:
         gpu_hz: float = DEFAULT_HZ,
         gpu_devices: list[int] | None = None,
         metrics_url: str | None = None,
+        metrics_endpoints: Mapping[str, str] | None = None,
         metrics_interval_s: float = DEFAULT_INTERVAL_S,
         metrics_timeout_s: float = 2.0,
         engine: str | None = None,
     ) -> None:
         self.gpu_requested = bool(gpu)
-        self.metrics_url = metrics_url
+        endpoints = dict(metrics_endpoints or {})
+        if metrics_url:
+            if DEFAULT_ENDPOINT_LABEL in endpoints:
+                raise ValueError(f"metrics endpoint label {DEFAULT_ENDPOINT_LABEL!r} given twice")
+            endpoints = {DEFAULT_ENDPOINT_LABEL: metrics_url, **endpoints}
         self._gpu = GpuRecorder(gpu_hz, gpu_devices) if gpu else None
-        self._scraper = (
-            MetricsScraper(
-                metrics_url,
-                interval_s=metrics_interval_s,
-                timeout_s=metrics_timeout_s,
-                engine=engine,
+        self._scrapers = {
+            label: MetricsScraper(
+                url, interval_s=metrics_interval_s, timeout_s=metrics_timeout_s, engine=engine
             )
-            if metrics_url
-            else None
-        )
+            for label, url in endpoints.items()
+        }
         self._window: tuple[int, int] | None = None
         self._t_start = 0
         self._t_stop = 0
@@ -276,8 +376,8 @@ class TelemetrySession:
         self._t_start = time.monotonic_ns()
         if self._gpu is not None:
             self._gpu.start()
-        if self._scraper is not None:
-            self._scraper.start()
+        for scraper in self._scrapers.values():
+            scraper.start()
         return self
 
     def stop(self) -> TelemetryResult:
@@ -292,20 +392,24 @@ class TelemetrySession:
             gpu = self._gpu.stop(*window)
             available, reason = self._gpu.available, self._gpu.reason
             warnings += self._gpu.warnings
-        deltas: dict[str, Any] = {}
-        series: dict[str, Any] = {}
-        scrapes: list[Scrape] = []
-        engine = None
-        if self._scraper is not None:
-            self._scraper.stop()
-            deltas = self._scraper.deltas(*window)
-            series = self._scraper.series()
-            scrapes = list(self._scraper.scrapes)
-            engine = self._scraper.engine
-            warnings += self._scraper.warnings
-            if self._scraper.ok_scrapes and engine is None:
+        endpoints: list[EndpointTelemetry] = []
+        for label, scraper in self._scrapers.items():
+            scraper.stop()
+            endpoints.append(
+                EndpointTelemetry(
+                    label=label,
+                    url=scraper.url,
+                    engine=scraper.engine,
+                    deltas=scraper.deltas(*window),
+                    series=scraper.series(),
+                    scrapes=list(scraper.scrapes),
+                    max_server_metrics=scraper.max_server_metrics(*window),
+                )
+            )
+            warnings += scraper.warnings
+            if scraper.ok_scrapes and scraper.engine is None:
                 warnings.append(
-                    f"engine metrics: {self.metrics_url} has no metric names sonic knows "
+                    f"engine metrics: {scraper.url} has no metric names sonic knows "
                     "(vLLM, MAX, SGLang, TGI, llama.cpp); raw series kept"
                 )
         self._result = TelemetryResult(
@@ -313,11 +417,7 @@ class TelemetrySession:
             gpu_available=available,
             gpu_reason=reason,
             gpu=gpu,
-            metrics_url=self.metrics_url,
-            engine=engine,
-            server_deltas=deltas,
-            server_series=series,
-            scrapes=scrapes,
+            endpoints=endpoints,
             warnings=warnings,
             window_ns=self._window,
             session_ns=(self._t_start, self._t_stop),
