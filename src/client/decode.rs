@@ -190,6 +190,9 @@ struct TgiDetails<'a> {
     finish_reason: Option<BStr<'a>>,
     #[serde(default)]
     generated_tokens: Option<i64>,
+    /// Only some TGI versions report the prompt's length in the last event's details.
+    #[serde(default, alias = "input_length")]
+    prompt_tokens: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +293,7 @@ pub fn decode_event(api: ApiKind, data: &[u8]) -> Result<Event<'_>, DecodeError>
             if let Some(d) = ev.details {
                 out.finish_reason = cow(d.finish_reason);
                 out.completion_tokens = d.generated_tokens;
+                out.prompt_tokens = d.prompt_tokens;
             }
             Ok(out)
         }
@@ -390,7 +394,18 @@ mod tests {
         );
         assert_eq!(e.kind, KIND_EMPTY_CHOICE);
         assert_eq!(e.finish_reason.as_deref(), Some("eos_token"));
-        assert_eq!(e.completion_tokens, Some(2));
+        assert_eq!((e.completion_tokens, e.prompt_tokens), (Some(2), None));
+        for key in ["prompt_tokens", "input_length"] {
+            let line = format!(
+                r#"{{"token":{{"text":"","special":true}},"details":{{"finish_reason":"length","generated_tokens":4,"{key}":9}}}}"#
+            );
+            let e = ev(ApiKind::Tgi, &line);
+            assert_eq!(
+                (e.completion_tokens, e.prompt_tokens),
+                (Some(4), Some(9)),
+                "{key}"
+            );
+        }
         let e = decode_full(ApiKind::Tgi, br#"[{"generated_text":"abc"}]"#).unwrap();
         assert_eq!(e.text, "abc");
         assert_eq!(
