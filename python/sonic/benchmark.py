@@ -248,6 +248,7 @@ def run_point(
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
     from sonic import client, console, results
     from sonic.metrics import MetricRules, SkipRules, compute_metrics, token_counter
+    from sonic.metrics.lag import behind_schedule
     from sonic.telemetry import run_window_ns
 
     out = sys.stdout if out is None else out
@@ -283,6 +284,11 @@ def run_point(
         print(line, file=out)
     for warning in tel.warnings:
         print(f"sonic: {warning}", file=sys.stderr)
+    tr = args.traffic
+    rate = (tr.ramp_up_end_rps or math.inf) if tr.ramp_up_strategy else tr.request_rate
+    lag_warning = behind_schedule(records, rate, tr.max_concurrency)
+    if lag_warning:
+        print(f"sonic: {lag_warning}; latencies at this rate include client delay", file=sys.stderr)
 
     doc = None
     path = None
@@ -312,6 +318,7 @@ def run_point(
             doc[results.SONIC_KEY]["telemetry"]["file"] = side.name
         if outcome.partial:
             doc.setdefault(results.SONIC_KEY, {})["partial"] = True
+        doc.setdefault(results.SONIC_KEY, {})["client_lag_warning"] = lag_warning
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         print(f"Results saved to {path}", file=out)
     for reason in outcome.reasons:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sonic.errors import SonicError
+from sonic.metrics.lag import behind_schedule, dispatch_lag_ms, lag_is_meaningful, where
 
 # Exact-mode timings of the embedded engine: short answers, so the check takes seconds.
 TTFT_MS = 20.0
@@ -23,8 +24,6 @@ ITL_MS = 5.0
 OUTPUT_LEN = 8
 TARGET_SECONDS = 3.0
 MIN_REQUESTS, MAX_REQUESTS = 20, 3000
-# Dispatch lag p99 above these: warn (the numbers at this rate include client delay).
-LAG_OK_MS = 5.0
 
 
 @dataclass
@@ -85,12 +84,9 @@ def run_self_check(
 
 
 def judge(records: Any, rate: float, concurrency: int | None, n: int) -> SelfCheck:
-    sent = np.asarray(records.sent_ns) >= 0
-    lag_ms = (np.asarray(records.sent_ns)[sent] - np.asarray(records.intended_ns)[sent]) / 1e6
+    lag_ms = dispatch_lag_ms(records)
     errors = [e for e in records.error if e is not None]
-    where = f"{'inf' if math.isinf(rate) else f'{rate:g}'} req/s" + (
-        f", concurrency {concurrency}" if concurrency else ""
-    )
+    at = where(rate, concurrency)
     details: dict[str, Any] = {
         "requests": n,
         "request_rate": "inf" if math.isinf(rate) else rate,
@@ -99,7 +95,7 @@ def judge(records: Any, rate: float, concurrency: int | None, n: int) -> SelfChe
         "sim": {"ttft_ms": TTFT_MS, "itl_ms": ITL_MS, "output_len": OUTPUT_LEN},
     }
     if not lag_ms.size:
-        return SelfCheck("fail", f"no request was sent to the embedded sim ({where})", "", details)
+        return SelfCheck("fail", f"no request was sent to the embedded sim ({at})", "", details)
     p50, p99 = (float(x) for x in np.percentile(lag_ms, [50, 99]))
     details.update({"dispatch_lag_p50_ms": round(p50, 3), "dispatch_lag_p99_ms": round(p99, 3)})
     if errors:
@@ -109,27 +105,26 @@ def judge(records: Any, rate: float, concurrency: int | None, n: int) -> SelfChe
             "the client could not sustain this load here; lower the rate or use a bigger client",
             details,
         )
-    capped = concurrency is not None or math.isinf(rate)
-    if p99 > LAG_OK_MS and not capped:
+    behind = behind_schedule(records, rate, concurrency)
+    if behind is not None:
         return SelfCheck(
             "warn",
-            f"dispatch lag p99 {p99:.1f} ms at {where} (p50 {p50:.2f} ms): the client falls "
-            "behind its schedule on this machine",
+            behind,
             "results at this rate include client delay; use fewer rates, a quieter machine, "
             "or more CPU for the client",
             details,
         )
-    if capped:
+    if not lag_is_meaningful(rate, concurrency):
         # Under a concurrency cap (or rate inf) waiting for a slot is intended, not lag.
         return SelfCheck(
             "pass",
-            f"{n} requests at {where} to an embedded sim completed without errors",
+            f"{n} requests at {at} to an embedded sim completed without errors",
             "",
             details,
         )
     return SelfCheck(
         "pass",
-        f"{n} requests at {where} to an embedded sim: dispatch lag p99 {p99:.2f} ms",
+        f"{n} requests at {at} to an embedded sim: dispatch lag p99 {p99:.2f} ms",
         "",
         details,
     )
