@@ -104,21 +104,34 @@ def test_timings_agree_with_the_servers_own_counters(
 
 
 def test_four_way_concurrency_shows_batching(llama_server, smollm2_tokenizer_dir, tmp_path):
-    throughput = {}
-    for mc in (1, 4):
-        name = f"mc{mc}.json"
+    def run(mc: int, attempt: int) -> dict:
+        name = f"mc{mc}-{attempt}.json"
         cp = run_sonic(
             "--backend", "llama.cpp", "--base-url", llama_server.url,
             "--tokenizer", str(smollm2_tokenizer_dir), *COMMON, "--random-output-len", "32",
             "--num-prompts", "8", "--request-rate", "inf", "--max-concurrency", str(mc),
+            "--server-metrics-interval-s", "0.1",
             "--result-dir", str(tmp_path), "--result-filename", name,
         )  # fmt: skip
         assert cp.returncode == 0, cp.stderr
         doc = json.loads((tmp_path / name).read_text())
         assert doc["max_concurrent_requests"] == mc
-        throughput[mc] = doc["output_throughput"]
-    # Seen here: ~1.4x; one slot at a time could not exceed ~1.0x.
+        return doc
+
+    # Seen here: ~1.4x; one slot at a time could not exceed ~1.0x. Two cores shared with
+    # other work make single runs noisy, so a pair below the bar is measured once more.
+    for attempt in range(2):
+        docs = {mc: run(mc, attempt) for mc in (1, 4)}
+        throughput = {mc: d["output_throughput"] for mc, d in docs.items()}
+        if throughput[4] > 1.15 * throughput[1]:
+            break
     assert throughput[4] > 1.15 * throughput[1], throughput
+    # The engine's own view: several slots were busy at once only with four in flight.
+    running = {
+        mc: d["sonic"]["telemetry"]["server_metrics"]["gauges"]["running"]["max"]
+        for mc, d in docs.items()
+    }
+    assert running[1] <= 1 and running[4] >= 2, running
 
 
 def test_suite_compares_one_slot_with_four(
