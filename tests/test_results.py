@@ -40,12 +40,12 @@ def golden(name: str) -> list[str]:
     return [ln.strip() for ln in (GOLDEN / name).read_text().splitlines() if ln.strip()]
 
 
-def run_metrics(rules=VLLM, n_fail: int = 0, goodput=None, percentiles=(99.0,)):
+def run_metrics(rules=VLLM, n_fail: int = 0, goodput=None, percentiles=(99.0,), n_ok: int = 3):
     reqs = [
         stream(0.0, 40.0, 10.0, 8),
         stream(100.0, 60.0, 12.0, 5, intended=90.0),
         stream(200.0, 50.0, 8.0, 6),
-    ]
+    ][:n_ok]
     reqs += [stream(300.0 + i, 1.0, 1.0, 1, error=f"HTTP 500: fail {i}") for i in range(n_fail)]
     recs = build_records(reqs)
     return compute_metrics(
@@ -380,7 +380,7 @@ def test_failures_are_saved_as_partial_results_with_dialect_exit_codes(tmp_path)
     m_max = run_metrics(MAX, n_fail=2)
     o = run_outcome("max", m_max, num_prompts=5)
     assert (o.exit_code, o.partial) == (1, True)
-    assert "2 of 5 requests failed" in o.reasons[0]
+    assert "2 of 5 requests failed (most often: HTTP 500: fail" in o.reasons[0]
     m_v = run_metrics(VLLM, n_fail=2)
     assert run_outcome("vllm", m_v, num_prompts=5).exit_code == 0
     i = info(num_prompts=5, save_detailed=True)
@@ -396,6 +396,14 @@ def test_failures_are_saved_as_partial_results_with_dialect_exit_codes(tmp_path)
     # MAX G1 also fails a run where fewer than --num-prompts completed.
     assert run_outcome("max", run_metrics(MAX), num_prompts=4).exit_code == 1
     assert run_outcome("max", run_metrics(MAX), num_prompts=3).exit_code == 0
+
+
+def test_a_run_where_nothing_succeeded_exits_1_in_both_dialects():
+    for rules, dialect in ((VLLM, "vllm"), (MAX, "max")):
+        m = run_metrics(rules, n_fail=3)
+        m_none = run_metrics(rules, n_ok=0, n_fail=3)
+        assert run_outcome(dialect, m_none, num_prompts=3).exit_code == 1
+        assert run_outcome(dialect, m, num_prompts=6).exit_code == (0 if dialect == "vllm" else 1)
 
 
 def test_interrupted_run_exits_130_and_is_partial():

@@ -1,9 +1,10 @@
 """Exit code and partial-result marking per dialect.
 
 Results are always written when saving was asked for (also on failures and Ctrl-C), with
-honest failed counts: a run that measured something keeps it. Only the exit code follows the
+honest failed counts: a run that measured something keeps it. The exit code follows the
 dialect: MAX exits 1 when any request failed or fewer than ``--num-prompts`` completed, vLLM
-exits 0; an interrupted run exits 130 in both.
+exits 0; an interrupted run exits 130 in both. A run in which no request succeeded measured
+nothing about the engine and exits 1 in both (vLLM would exit 0).
 """
 
 from __future__ import annotations
@@ -38,17 +39,31 @@ def run_outcome(dialect: str, metrics: BenchmarkMetrics, num_prompts: int) -> Ou
     if metrics.cancelled:
         reasons.append("interrupted: dispatch stopped before the run finished")
     if metrics.failed:
-        reasons.append(f"{metrics.failed} of {metrics.num_requests} requests failed")
+        reasons.append(
+            f"{metrics.failed} of {metrics.num_requests} requests failed"
+            + (f" (most often: {common})" if (common := _most_common_error(metrics)) else "")
+        )
     if metrics.num_requests < num_prompts:
         reasons.append(f"{metrics.num_requests} of {num_prompts} prompts were dispatched")
     partial = bool(reasons)
     if metrics.cancelled:
         code = EXIT_INTERRUPTED
+    elif metrics.num_requests and not metrics.completed:
+        code = 1
     elif dialect == "max" and (metrics.failed or metrics.completed != num_prompts):
         code = 1
     else:
         code = 0
     return Outcome(exit_code=code, partial=partial, reasons=tuple(reasons))
+
+
+def _most_common_error(metrics: BenchmarkMetrics, width: int = 160) -> str | None:
+    counts: dict[str, int] = {}
+    for _, err in metrics.errors():
+        line = err.strip().splitlines()[0][:width] if err.strip() else ""
+        if line:
+            counts[line] = counts.get(line, 0) + 1
+    return max(counts, key=lambda k: counts[k]) if counts else None
 
 
 def should_save(
