@@ -13,8 +13,6 @@ import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,22 +40,27 @@ class PointOutcome:
 # ---------------------------------------------------------------- server probes
 
 
-def _get_json(url: str, timeout: float = 5.0) -> Any:
-    req = urllib.request.Request(url, headers={"Accept": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (user-given URL)
-        return json.loads(resp.read().decode("utf-8", errors="replace"))
+def _get_json(
+    url: str, timeout: float = 5.0, headers: dict[str, str] | None = None, insecure: bool = False
+) -> Any:
+    from sonic import httpget
+
+    body = httpget.get(
+        url,
+        timeout=timeout,
+        headers={"Accept": "application/json", **(headers or {})},
+        insecure=insecure,
+    )
+    return json.loads(body.decode("utf-8", errors="replace"))
 
 
 def check_reachable(base_url: str, timeout: float = 5.0) -> None:
     """Fail fast with one line when nothing listens at the server's address."""
     parts = urlsplit(base_url)
-    if parts.scheme != "http":
-        raise SonicError(
-            f"unsupported URL scheme {parts.scheme!r} in {parts.scheme}://{parts.hostname}: "
-            "sonic's client speaks plain http (put a TLS-terminating proxy in front)"
-        )
+    if parts.scheme not in ("http", "https"):
+        raise SonicError(f"unsupported URL scheme {parts.scheme!r}: use http:// or https://")
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or 80
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
@@ -66,10 +69,13 @@ def check_reachable(base_url: str, timeout: float = 5.0) -> None:
         raise SonicError(f"cannot connect to the server at {host}:{port}: {reason}") from None
 
 
-def discover_model(base_url: str) -> str:
-    """The first model id from /v1/models (vLLM's behaviour when --model is not given)."""
+def discover_model(
+    base_url: str, headers: dict[str, str] | None = None, insecure: bool = False
+) -> str:
+    """The first model id from /v1/models (vLLM's behaviour when --model is not given); the
+    run's headers go along (a hosted API wants its key here too)."""
     try:
-        doc = _get_json(base_url + "/v1/models")
+        doc = _get_json(base_url + "/v1/models", headers=headers, insecure=insecure)
         return str(doc["data"][0]["id"])
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise SonicError(
@@ -77,10 +83,10 @@ def discover_model(base_url: str) -> str:
         ) from None
 
 
-def is_simulated(base_url: str) -> bool:
+def is_simulated(base_url: str, insecure: bool = False) -> bool:
     """True when the server says it is sonic's simulated engine (its /version tells)."""
     try:
-        doc = _get_json(base_url + "/version", timeout=2.0)
+        doc = _get_json(base_url + "/version", timeout=2.0, insecure=insecure)
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and bool(doc.get("simulated"))
@@ -141,15 +147,22 @@ def _max_tokens(args: RunArgs, expected: int | None, index: int) -> int | None:
     return min(values) if values else None
 
 
+def request_headers(args: RunArgs) -> list[tuple[str, str]]:
+    """``--header`` values, plus ``Authorization: Bearer $OPENAI_API_KEY`` when set and no
+    Authorization header was given (as vLLM and MAX do)."""
+    headers = list(args.target.headers.items())
+    key = os.environ.get("OPENAI_API_KEY")
+    if key and not any(k.lower() == "authorization" for k, _ in headers):
+        headers.append(("Authorization", f"Bearer {key}"))
+    return headers
+
+
 def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None):
     """The Rust core's RunConfig for one sweep point."""
     from sonic import client
 
     t, tr = args.target, args.traffic
-    headers = list(t.headers.items())
-    key = os.environ.get("OPENAI_API_KEY")
-    if key and not any(k.lower() == "authorization" for k, _ in headers):
-        headers.append(("Authorization", f"Bearer {key}"))
+    headers = request_headers(args)
     requests = [
         client.RequestSpec(
             prompt=None if s.messages else s.prompt,
@@ -192,6 +205,7 @@ def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None
         schedule=schedule,
         max_concurrency=tr.max_concurrency,
         max_duration_s=tr.max_benchmark_duration_s,
+        insecure=t.insecure,
     )
 
 
@@ -344,6 +358,7 @@ def _telemetry_session(args: RunArgs):
         metrics_url=o.server_metrics_url,
         metrics_endpoints=o.server_metrics_endpoints,
         metrics_interval_s=o.server_metrics_interval_s,
+        metrics_insecure=args.target.insecure,
     )
 
 
@@ -389,10 +404,12 @@ def make_info(args: RunArgs, *, simulated: bool):
 
 def run_benchmark(args: RunArgs) -> int:
     """``sonic run``: every sweep point in turn; the worst exit code wins."""
-    check_reachable(args.target.base_url)
-    if args.target.model is None:
-        args = args.with_model(discover_model(args.target.base_url))
-    simulated = is_simulated(args.target.base_url)
+    t = args.target
+    check_reachable(t.base_url)
+    if t.model is None:
+        headers = dict(request_headers(args))
+        args = args.with_model(discover_model(t.base_url, headers, t.insecure))
+    simulated = is_simulated(t.base_url, t.insecure)
     tokenizer, samples = load_workload(args)
     code = 0
     points = list(args.points())

@@ -97,6 +97,7 @@ class RunConfig:
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     max_concurrency: int | None = None
     max_duration_s: float | None = None
+    insecure: bool = False  # https without certificate checks
 
     def to_json(self) -> str:
         b = self.body
@@ -122,6 +123,7 @@ class RunConfig:
             "schedule": self.schedule.to_dict(),
             "max_concurrency": self.max_concurrency,
             "max_duration_s": self.max_duration_s,
+            "insecure": self.insecure,
         }
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":"))

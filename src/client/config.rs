@@ -68,6 +68,9 @@ pub struct RunConfig {
     pub max_concurrency: Option<usize>,
     #[serde(default)]
     pub max_duration_s: Option<f64>,
+    /// https without certificate checks (vLLM's `--insecure`).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 pub const DEFAULT_TIMEOUT_S: f64 = 6.0 * 3600.0;

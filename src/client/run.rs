@@ -92,8 +92,12 @@ fn build_client(cfg: &RunConfig, pool: usize) -> Result<reqwest::Client, RunErro
         };
         headers.append(n, v);
     }
+    // reqwest is built without a default TLS provider: ring is ours. Installing it again (a
+    // second run in the same process) is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .default_headers(headers)
+        .tls_danger_accept_invalid_certs(cfg.insecure)
         .http1_only()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(pool.max(1))

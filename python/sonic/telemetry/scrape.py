@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from sonic import httpget
 from sonic.telemetry.maxshape import server_metrics_doc
 from sonic.telemetry.names import (
     COUNTERS,
@@ -62,11 +62,15 @@ class Scrape:
         return doc
 
 
-def fetch_metrics(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+def fetch_metrics(url: str, timeout_s: float = DEFAULT_TIMEOUT_S, insecure: bool = False) -> str:
     """GET ``url`` (following redirects) and return its text; raises OSError/ValueError."""
-    req = urllib.request.Request(url, headers={"Accept": "text/plain"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (user URL)
-        body = resp.read(MAX_BODY_BYTES + 1)
+    body = httpget.get(
+        url,
+        timeout=timeout_s,
+        headers={"Accept": "text/plain"},
+        insecure=insecure,
+        limit=MAX_BODY_BYTES,
+    )
     if len(body) > MAX_BODY_BYTES:
         raise ValueError(f"/metrics body larger than {MAX_BODY_BYTES} bytes")
     return body.decode("utf-8", errors="replace")
@@ -96,6 +100,7 @@ class MetricsScraper:
         interval_s: float = DEFAULT_INTERVAL_S,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         engine: str | None = None,
+        insecure: bool = False,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"metrics scrape interval must be > 0 s, got {interval_s}")
@@ -103,6 +108,7 @@ class MetricsScraper:
         self.interval_s = float(interval_s)
         self.timeout_s = float(timeout_s)
         self.engine = engine
+        self.insecure = insecure
         self.scrapes: list[Scrape] = []
         self.warnings: list[str] = []
         self._failures = 0
@@ -115,7 +121,7 @@ class MetricsScraper:
     def scrape_once(self, phase: str = "during") -> Scrape:
         t0 = time.monotonic_ns()
         try:
-            text = fetch_metrics(self.url, self.timeout_s)
+            text = fetch_metrics(self.url, self.timeout_s, self.insecure)
             samples = parse_metrics(text)
         except (OSError, ValueError) as exc:  # URLError/HTTPError are OSErrors
             scrape = Scrape(phase, t0, time.monotonic_ns(), False, _describe(exc))

@@ -343,6 +343,7 @@ class TelemetrySession:
         metrics_endpoints: Mapping[str, str] | None = None,
         metrics_interval_s: float = DEFAULT_INTERVAL_S,
         metrics_timeout_s: float = 2.0,
+        metrics_insecure: bool = False,
         engine: str | None = None,
     ) -> None:
         self.gpu_requested = bool(gpu)
@@ -354,7 +355,11 @@ class TelemetrySession:
         self._gpu = GpuRecorder(gpu_hz, gpu_devices) if gpu else None
         self._scrapers = {
             label: MetricsScraper(
-                url, interval_s=metrics_interval_s, timeout_s=metrics_timeout_s, engine=engine
+                url,
+                interval_s=metrics_interval_s,
+                timeout_s=metrics_timeout_s,
+                engine=engine,
+                insecure=metrics_insecure,
             )
             for label, url in endpoints.items()
         }
