@@ -351,14 +351,19 @@ def run_point(
 def _telemetry_session(args: RunArgs):
     from sonic.telemetry import TelemetrySession
 
-    o = args.output
+    o, t = args.output, args.target
+    parts = urlsplit(t.base_url)
     return TelemetrySession(
         gpu=o.collect_gpu_stats,
         gpu_hz=o.gpu_sample_hz,
         metrics_url=o.server_metrics_url,
         metrics_endpoints=o.server_metrics_endpoints,
         metrics_interval_s=o.server_metrics_interval_s,
-        metrics_insecure=args.target.insecure,
+        metrics_insecure=t.insecure,
+        cpu=o.collect_cpu_stats,
+        cpu_pids=list(o.server_pids) or None,
+        server_host=parts.hostname,
+        server_port=parts.port or (443 if parts.scheme == "https" else 80),
     )
 
 

@@ -467,6 +467,22 @@ FLAGS: tuple[Flag, ...] = (
         "bool",
     ),
     _impl(
+        "--collect-cpu-stats",
+        "telemetry",
+        "max",
+        "the server processes' user/system CPU time over the run (MAX's cpu_metrics): the "
+        "processes listening on the server's port here and their children, or --server-pids",
+        "bool",
+    ),
+    _impl(
+        "--server-pids",
+        "telemetry",
+        "max",
+        "PIDs whose CPU time --collect-cpu-stats measures (default: found by the port)",
+        kind="list",
+        metavar="PID",
+    ),
+    _impl(
         "--gpu-sample-hz",
         "telemetry",
         "sonic",
@@ -527,7 +543,6 @@ FLAGS: tuple[Flag, ...] = (
     _acc("--benchmark-config-name", "max", "upload bookkeeping"),
     _acc("--lora-assignment", "vllm", "only used with --lora-modules, which is refused"),
     _acc("--kv-block-size", "max", _UNUSED_DATASET),
-    _acc("--server-pids", "max", "only used by --collect-cpu-stats, which is refused", "list"),
     _acc("--trace-file", "max", "only used with --trace, which is refused"),
     _acc("--trace-session", "max", "only used with --trace, which is refused"),
     _acc("--warmup-oversample-factor", "max", "only used by --warmup-to-steady-state (refused)"),
@@ -779,13 +794,6 @@ FLAGS: tuple[Flag, ...] = (
         "--num-prompts-multiplier",
         "max",
         "num-prompts scaled by concurrency is not implemented; pass --num-prompts",
-    ),
-    _ref(
-        "--collect-cpu-stats",
-        "max",
-        "server CPU sampling is not implemented",
-        "bool",
-        _FALSE,
     ),
     _ref(
         "--gpu-metrics-host",

@@ -588,6 +588,10 @@ def _output(raw: _Raw, target: TargetArgs, profile: CompatProfile) -> OutputArgs
         collect_gpu_stats=raw.flag(
             "collect_gpu_stats", bool(profile.default("collect_gpu_stats") or False)
         ),
+        collect_cpu_stats=raw.flag(
+            "collect_cpu_stats", bool(profile.default("collect_cpu_stats") or False)
+        ),
+        server_pids=_server_pids(raw.items("server_pids") or []),
         **_telemetry(raw, target),
     )
 
@@ -621,6 +625,17 @@ def _telemetry(raw: _Raw, target: TargetArgs) -> dict[str, Any]:
         "server_metrics_endpoints": extra if collect else {},
         "server_metrics_interval_s": float(interval or 1.0),
     }
+
+
+def _server_pids(items: list[str]) -> tuple[int, ...]:
+    """--server-pids: positive integers (commas or spaces between them)."""
+    pids: list[int] = []
+    for item in items:
+        for part in item.replace(",", " ").split():
+            if not part.isdigit() or int(part) <= 0:
+                raise SonicError(f"--server-pids: {part!r} is not a process id")
+            pids.append(int(part))
+    return tuple(dict.fromkeys(pids))
 
 
 def _check_metrics_url(flag: str, url: str) -> None:

@@ -181,6 +181,7 @@ MAX = CompatProfile(
         "random_range_ratio": 1.0,
         "temperature": 0.0,
         "collect_gpu_stats": True,  # as MAX G3 (off in G1/G2 and vLLM)
+        "collect_cpu_stats": True,  # as MAX G2.5 and G3
     },
     range_ratio_semantics="lower_bound",
     temperature_policy="zero",

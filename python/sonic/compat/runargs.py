@@ -170,6 +170,8 @@ class OutputArgs:
     label: str
     disable_tqdm: bool
     collect_gpu_stats: bool
+    collect_cpu_stats: bool = False
+    server_pids: tuple[int, ...] = ()  # empty: found by the server's port
     gpu_sample_hz: float = 10.0
     collect_server_stats: bool = True
     server_metrics_url: str | None = None  # resolved: None = not scraped
@@ -319,6 +321,8 @@ class RunArgs:
             "label": o.label,
             "disable_tqdm": o.disable_tqdm,
             "collect_gpu_stats": o.collect_gpu_stats,
+            "collect_cpu_stats": o.collect_cpu_stats,
+            "server_pids": list(o.server_pids),
             "gpu_sample_hz": o.gpu_sample_hz,
             "collect_server_stats": o.collect_server_stats,
             "server_metrics_url": scrub_url(o.server_metrics_url) if o.server_metrics_url else None,

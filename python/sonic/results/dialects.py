@@ -347,7 +347,8 @@ def add_telemetry(doc: dict[str, Any], dialect: str, telemetry: Any, output_toke
     """Put a ``TelemetryResult`` into a result document, in place.
 
     MAX: the per-GPU lists under MAX's keys (where the GPU keys already stand; empty lists
-    when collection was on but nothing was sampled), and MAX's ``server_metrics`` /
+    when collection was on but nothing was sampled), MAX's ``cpu_metrics`` (the server's CPU
+    time, with ``--collect-cpu-stats``), and MAX's ``server_metrics`` /
     ``server_metrics_by_endpoint`` (counters, gauges, histograms of each scraped endpoint)
     when ``/metrics`` was scraped before and after the run. vLLM: vLLM's ``spec_decode_*`` keys when
     the engine counted speculative decoding (before ``sonic``). Both: ``sonic.telemetry``
@@ -357,6 +358,8 @@ def add_telemetry(doc: dict[str, Any], dialect: str, telemetry: Any, output_toke
     if check_dialect(dialect) == "max":
         if telemetry.gpu_requested:
             doc.update(telemetry.max_gpu_keys())  # keys exist: their order is kept
+        if telemetry.cpu is not None:  # after the GPU keys, as MAX writes it
+            _insert_after(doc, "gpu_utilization", {"cpu_metrics": telemetry.cpu.as_dict()})
         _insert_before_sonic(doc, telemetry.max_server_metrics())
     if dialect == "vllm":
         spec = {
@@ -369,6 +372,20 @@ def add_telemetry(doc: dict[str, Any], dialect: str, telemetry: Any, output_toke
         }
         _insert_before_sonic(doc, spec)
     doc.setdefault(SONIC_KEY, {})[TELEMETRY_KEY] = telemetry.summary(output_tokens)
+
+
+def _insert_after(doc: dict[str, Any], anchor: str, keys: dict[str, Any]) -> None:
+    """``keys`` right after ``anchor`` (before ``sonic`` when the anchor is missing)."""
+    if anchor not in doc:
+        _insert_before_sonic(doc, keys)
+        return
+    items = list(doc.items())
+    doc.clear()
+    for k, v in items:
+        if k not in keys:
+            doc[k] = v
+        if k == anchor:
+            doc.update(keys)
 
 
 def _insert_before_sonic(doc: dict[str, Any], keys: dict[str, Any]) -> None:

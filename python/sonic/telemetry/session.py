@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sonic.telemetry.cpu import CpuMetrics, CpuRecorder
 from sonic.telemetry.gpu import (
     DEFAULT_HZ,
     GpuData,
@@ -129,6 +130,9 @@ class TelemetryResult:
     gpu_reason: str
     gpu: GpuData
     endpoints: list[EndpointTelemetry] = field(default_factory=list)  # the primary first
+    cpu_requested: bool = False
+    cpu: CpuMetrics | None = None  # the server's CPU over the run (MAX's cpu_metrics)
+    cpu_pids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     window_ns: tuple[int, int] | None = None
     session_ns: tuple[int, int] = (0, 0)
@@ -250,6 +254,11 @@ class TelemetryResult:
                     "energy_j": energy,
                     "output_tokens_per_joule": tokens_per_joule(output_tokens or 0, energy),
                 },
+                "server_cpu": {
+                    "collected": self.cpu_requested,
+                    "pids": list(self.cpu_pids),
+                    **(self.cpu.as_dict() if self.cpu else {}),
+                },
                 "server_metrics": self._primary_or_empty().summary(self.window_ns),
                 **(
                     {
@@ -305,6 +314,14 @@ class TelemetryResult:
             e = self.energy_j()
             if e is not None:
                 lines.append("GPU energy (J):".ljust(40) + f"{e:.1f}")
+        if self.cpu is not None:  # MAX's section and labels
+            lines.append("{s:{c}^{n}}".format(s="CPU Statistics", n=50, c="-"))
+            lines.append(
+                "{:<40} {:<10.2f}".format("CPU utilization user (%):", self.cpu.user_percent)
+            )
+            lines.append(
+                "{:<40} {:<10.2f}".format("CPU utilization system (%):", self.cpu.system_percent)
+            )
         for e in self.endpoints:
             if not e.has_data:
                 continue
@@ -345,8 +362,13 @@ class TelemetrySession:
         metrics_timeout_s: float = 2.0,
         metrics_insecure: bool = False,
         engine: str | None = None,
+        cpu: bool = False,
+        cpu_pids: list[int] | None = None,
+        server_host: str | None = None,
+        server_port: int | None = None,
     ) -> None:
         self.gpu_requested = bool(gpu)
+        self._cpu = CpuRecorder(cpu_pids, server_host, server_port) if cpu else None
         endpoints = dict(metrics_endpoints or {})
         if metrics_url:
             if DEFAULT_ENDPOINT_LABEL in endpoints:
@@ -381,6 +403,8 @@ class TelemetrySession:
         self._t_start = time.monotonic_ns()
         if self._gpu is not None:
             self._gpu.start()
+        if self._cpu is not None:
+            self._cpu.start()
         for scraper in self._scrapers.values():
             scraper.start()
         return self
@@ -397,6 +421,9 @@ class TelemetrySession:
             gpu = self._gpu.stop(*window)
             available, reason = self._gpu.available, self._gpu.reason
             warnings += self._gpu.warnings
+        cpu = self._cpu.stop() if self._cpu is not None else None
+        if self._cpu is not None:
+            warnings += self._cpu.warnings
         endpoints: list[EndpointTelemetry] = []
         for label, scraper in self._scrapers.items():
             scraper.stop()
@@ -423,6 +450,9 @@ class TelemetrySession:
             gpu_reason=reason,
             gpu=gpu,
             endpoints=endpoints,
+            cpu_requested=self._cpu is not None,
+            cpu=cpu,
+            cpu_pids=list(self._cpu.pids or []) if self._cpu is not None else [],
             warnings=warnings,
             window_ns=self._window,
             session_ns=(self._t_start, self._t_stop),
