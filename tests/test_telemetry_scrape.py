@@ -146,4 +146,4 @@ def test_connection_refused_in_a_session_is_a_warning():
     res = tel.result()
     assert not res.has_server_data
     assert sum("scraping" in w for w in res.warnings) == 1
-    assert res.summary(100)["server_metrics"]["failed_scrapes"] == len(res.scrapes)
+    assert res.summary(100)["server_metrics"]["failed_scrapes"] == len(res.primary.scrapes)

@@ -137,31 +137,10 @@ class TelemetryResult:
     window_ns: tuple[int, int] | None = None
     session_ns: tuple[int, int] = (0, 0)
 
-    # The primary endpoint's data (None / empty when no /metrics was scraped).
-
     @property
     def primary(self) -> EndpointTelemetry | None:
+        """The first endpoint (None when no /metrics was scraped)."""
         return self.endpoints[0] if self.endpoints else None
-
-    @property
-    def metrics_url(self) -> str | None:
-        return self.primary.url if self.primary else None
-
-    @property
-    def engine(self) -> str | None:
-        return self.primary.engine if self.primary else None
-
-    @property
-    def server_deltas(self) -> dict[str, Any]:
-        return self.primary.deltas if self.primary else {}
-
-    @property
-    def server_series(self) -> dict[str, Any]:
-        return self.primary.series if self.primary else {}
-
-    @property
-    def scrapes(self) -> list[Scrape]:
-        return self.primary.scrapes if self.primary else []
 
     # ---------------------------------------------------------------- GPU
 
@@ -187,13 +166,14 @@ class TelemetryResult:
         """vLLM's ``spec_decode_*`` result keys from the counter deltas (empty when the engine
         has no speculative decoding): acceptance rate = accepted/draft tokens, acceptance
         length = 1 + accepted/drafts, per position = accepted at position / drafts."""
-        norm = (self.server_deltas or {}).get("normalized") or {}
+        deltas = self._primary_or_empty().deltas
+        norm = deltas.get("normalized") or {}
         drafts = norm.get("spec_drafts_total")
         draft_tokens = norm.get("spec_draft_tokens_total")
         accepted = norm.get("spec_accepted_tokens_total")
         if drafts is None or draft_tokens is None or accepted is None:
             return {}
-        raw = (self.server_deltas or {}).get("raw") or {}
+        raw = deltas.get("raw") or {}
         per_pos: dict[int, float] = {}
         prefix = "vllm:spec_decode_num_accepted_tokens_per_pos_total{"
         for key, value in raw.items():
@@ -217,10 +197,6 @@ class TelemetryResult:
     def _primary_or_empty(self) -> EndpointTelemetry:
         """The primary endpoint, or an empty one, so documents keep one shape."""
         return self.primary or EndpointTelemetry(DEFAULT_ENDPOINT_LABEL, None, None, {}, {}, [])
-
-    def server_gauge_stats(self) -> dict[str, dict[str, float | None]]:
-        """The primary endpoint's gauges: mean and max over the run window."""
-        return self.primary.gauge_stats(self.window_ns) if self.primary else {}
 
     def max_server_metrics(self) -> dict[str, Any]:
         """MAX's ``server_metrics`` (the first endpoint) and ``server_metrics_by_endpoint``
