@@ -13,6 +13,7 @@ from __future__ import annotations
 import _thread
 import io
 import json
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -333,8 +334,14 @@ def test_abort_in_flight_and_ctrl_c(server):
             second_at.append(time.monotonic())
             _thread.interrupt_main()
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    rec = client.run(config(server, ["stall"] * 2), progress=True, out=out)
+    # A shell starts background jobs with SIGINT ignored, and then Python installs no handler
+    # and interrupt_main() does nothing: give SIGINT Python's own handler for this test.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        rec = client.run(config(server, ["stall"] * 2), progress=True, out=out)
+    finally:
+        signal.signal(signal.SIGINT, old)
     # The stalled requests would end by themselves after 3 s; the second Ctrl-C aborts them.
     assert second_at and time.monotonic() - second_at[0] < 1.5
     assert rec.cancelled and rec.error == ["cancelled"] * 2
