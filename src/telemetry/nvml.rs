@@ -262,6 +262,43 @@ mod tests {
         }
     }
 
+    /// The NVML path on a real GPU (issue 5). Not run by `cargo test`: on a machine with the
+    /// driver, `scripts/device-check.sh` runs it from a prebuilt test binary.
+    #[test]
+    #[ignore = "needs an NVIDIA GPU and its driver"]
+    fn samples_a_real_gpu() {
+        let info = probe().expect("NVML opens where a GPU is present");
+        assert!(!info.devices.is_empty() && !info.driver_version.is_empty());
+        let mut sampler = GpuSampler::start(50.0, None).expect("the sampler starts");
+        std::thread::sleep(Duration::from_millis(500));
+        let s = sampler.stop().expect("the sampler stops");
+        let n_dev = info.devices.len();
+        assert!(
+            s.t_mono_ns.len() >= 10 * n_dev,
+            "{} samples",
+            s.t_mono_ns.len()
+        );
+        for i in 0..s.t_mono_ns.len() {
+            assert!(s.mem_total_mib[i] > 0.0 && s.mem_used_mib[i] >= 0.0);
+            assert!((0.0..=100.0).contains(&s.gpu_util_pct[i]));
+            assert!(s.power_w[i] > 0.0 && s.temperature_c[i] > 0 && s.sm_clock_mhz[i] > 0);
+            if i >= n_dev {
+                assert!(
+                    s.t_mono_ns[i] >= s.t_mono_ns[i - n_dev],
+                    "time goes forward"
+                );
+            }
+        }
+        // The energy counter never runs backwards per device.
+        for d in 0..n_dev {
+            let e: Vec<i64> = (d..s.energy_mj.len())
+                .step_by(n_dev)
+                .map(|i| s.energy_mj[i])
+                .collect();
+            assert!(e.windows(2).all(|w| w[1] >= w[0]), "{e:?}");
+        }
+    }
+
     #[test]
     fn probe_never_panics() {
         // No driver here: an Err naming it. With a GPU: at least one device.
