@@ -263,6 +263,7 @@ def run_point(
     from sonic import client, console, results
     from sonic.metrics import MetricRules, SkipRules, compute_metrics, token_counter
     from sonic.metrics.lag import behind_schedule
+    from sonic.metrics.outlen import check_output_lengths
     from sonic.telemetry import run_window_ns
 
     out = sys.stdout if out is None else out
@@ -303,6 +304,11 @@ def run_point(
     lag_warning = behind_schedule(records, rate, tr.max_concurrency)
     if lag_warning:
         print(f"sonic: {lag_warning}; latencies at this rate include client delay", file=sys.stderr)
+    lengths = check_output_lengths(
+        metrics.requests, [r.max_tokens for r in config.requests], args.sampling.ignore_eos
+    )
+    if lengths.warning():
+        print(f"sonic: {lengths.warning()}", file=sys.stderr)
 
     doc = None
     path = None
@@ -332,7 +338,9 @@ def run_point(
             doc[results.SONIC_KEY]["telemetry"]["file"] = side.name
         if outcome.partial:
             doc.setdefault(results.SONIC_KEY, {})["partial"] = True
-        doc.setdefault(results.SONIC_KEY, {})["client_lag_warning"] = lag_warning
+        sonic_keys = doc.setdefault(results.SONIC_KEY, {})
+        sonic_keys["client_lag_warning"] = lag_warning
+        sonic_keys["output_lengths"] = lengths.as_dict()
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         print(f"Results saved to {path}", file=out)
     for reason in outcome.reasons:
