@@ -498,3 +498,27 @@ def test_analysis_notebook_runs_headless(built, tmp_path: Path, monkeypatch: pyt
     assert "alpha" in html and "p99_ttft_ms" in html
     pngs = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(pngs) == len(SCENARIOS)  # one curve figure per scenario
+
+
+def test_an_engine_that_did_not_honour_ignore_eos_is_named(tmp_path: Path):
+    from sonic.analysis import load_results
+    from sonic.report import build_report
+
+    suite = make_suite(tmp_path / "20260102-030405-eos")
+    for run in suite.manifest["runs"]:
+        if run["engine"] == "beta":
+            path = suite.root / run["file"]
+            doc = json.loads(path.read_text())
+            doc["sonic"]["output_lengths"] = {
+                "ignore_eos": True, "checked": 10, "short": 2, "long": 0, "unchecked": 0,
+                "short_examples": [[0, 3, 12]],
+            }  # fmt: skip
+            path.write_text(json.dumps(doc))
+    df = load_results(suite.root)
+    assert df.loc[df["engine"] == "alpha", "eos_not_honoured"].isna().all()
+    beta_runs = int((df["engine"] == "beta").sum())
+    assert df.loc[df["engine"] == "beta", "eos_not_honoured"].sum() == 2 * beta_runs
+    paths = build_report(suite.root, out=io.StringIO())
+    text = paths.summary.read_text()
+    assert f"beta: {2 * beta_runs} requests stopped before max_tokens" in text
+    assert not [ln for ln in text.splitlines() if "alpha:" in ln and "max_tokens" in ln]

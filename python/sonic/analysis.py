@@ -82,7 +82,10 @@ ID_COLUMNS = (
     "run_id",
     "file",
 )
-RESULT_COLUMNS = ID_COLUMNS + SCALAR_COLUMNS + LATENCY_COLUMNS
+# Checks on the run itself: requests that stopped before max_tokens although ignore_eos was
+# sent (the engine did not honour it; NaN where the result does not say).
+CHECK_COLUMNS = ("eos_not_honoured",)
+RESULT_COLUMNS = ID_COLUMNS + SCALAR_COLUMNS + CHECK_COLUMNS + LATENCY_COLUMNS
 REQUEST_COLUMNS = (
     "engine",
     "scenario",
@@ -350,7 +353,7 @@ def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
         "run_id": entry.run_id,
         "file": str(entry.file) if entry.file else None,
     }
-    row.update(dict.fromkeys(SCALAR_COLUMNS + LATENCY_COLUMNS, math.nan))
+    row.update(dict.fromkeys(SCALAR_COLUMNS + CHECK_COLUMNS + LATENCY_COLUMNS, math.nan))
     if entry.file is None or not entry.file.is_file():
         if entry.status in ("ok", "partial"):
             row["status"], row["error"] = "missing", f"result file {entry.file} is missing"
@@ -372,6 +375,9 @@ def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
     if entry.status == "unknown":
         row["status"] = "partial" if row["partial"] else "ok"
     row.update(normalise_metrics(doc, dialect))
+    lengths = sonic.get("output_lengths")
+    if isinstance(lengths, dict) and isinstance(lengths.get("short"), int):
+        row["eos_not_honoured"] = lengths["short"] if lengths.get("ignore_eos") else 0
     return row
 
 

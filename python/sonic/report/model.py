@@ -73,6 +73,19 @@ class ReportData:
         return counts
 
 
+def _eos_warnings(results: pd.DataFrame) -> list[str]:
+    """An engine that did not honour ignore_eos did other work than the workload asked."""
+    out = []
+    for engine, short in results.groupby("engine", sort=False)["eos_not_honoured"].sum().items():
+        if short > 0:
+            out.append(
+                f"{engine}: {int(short)} requests stopped before max_tokens although ignore_eos "
+                "was sent (the engine did not honour it): its output lengths differ from the "
+                "workload, so its numbers are not like for like"
+            )
+    return out
+
+
 def collect(results_dir: str | Path, *, seed: int | None = None) -> ReportData:
     """Load a results directory and compute the repeat statistics, comparisons and winners."""
     from sonic.analysis import (
@@ -102,6 +115,7 @@ def collect(results_dir: str | Path, *, seed: int | None = None) -> ReportData:
         if name not in engines:
             engines.append(name)
     simulated = simulated_engines(manifest) | set(results.loc[results["simulated"], "engine"])
+    caught += _eos_warnings(results)
     summary = repeat_summary(results, seed=seed)
     comparisons = compare_engines(results, requests, engines=engines, seed=seed)
     return ReportData(
