@@ -312,7 +312,7 @@ def test_chat_template_kwargs():
         (["--lora-modules", "a=/p"], "LoRA"),
         (["--probe-request-rate", "2"], "probe"),
         (["--num-chat-sessions=4"], "multi-turn"),
-        (["--flush-prefix-cache"], "prefix-cache"),
+        (["--warmup-to-steady-state"], "steady"),
         (["--tokenizer-mode", "slow"], "tokenizer"),
         (["--num-iters", "3"], "iterations"),
     ],
@@ -329,7 +329,7 @@ def test_refused_flag_message(argv, reason):
     [
         ["--probe-request-rate", "0"],
         ["--num-iters=1"],
-        ["--no-flush-prefix-cache"],
+        ["--dry-run=false"],
         ["--use-beam-search=false"],
         ["--tokenizer-mode", "auto"],
         ["--benchmark-task", "text-generation"],

@@ -43,9 +43,9 @@ class PointOutcome:
 def _get_json(
     url: str, timeout: float = 5.0, headers: dict[str, str] | None = None, insecure: bool = False
 ) -> Any:
-    from sonic import httpget
+    from sonic import httpcalls
 
-    body = httpget.get(
+    body = httpcalls.get(
         url,
         timeout=timeout,
         headers={"Accept": "application/json", **(headers or {})},
@@ -247,6 +247,46 @@ def send_test_prompt(args: RunArgs, config, samples) -> None:
         time.sleep(READY_RETRY_S)
 
 
+def flush_prefix_cache(args: RunArgs) -> bool | None:
+    """Reset the engine's prefix cache before the measured run (``--flush-prefix-cache``).
+
+    True when flushed, False when the engine refused (a warning says why), None when not
+    asked for. Never fatal: a run on a warm cache is still a run, and it says so.
+    """
+    from sonic import httpcalls
+    from sonic.compat.backends import PREFIX_CACHE_RESET
+
+    t = args.target
+    if not args.traffic.flush_prefix_cache:
+        return None
+    path = PREFIX_CACHE_RESET.get(t.backend)
+    if path is None:
+        print(
+            f"sonic: --flush-prefix-cache: no prefix-cache reset is known for backend "
+            f"{t.backend}; the cache was not flushed",
+            file=sys.stderr,
+        )
+        return False
+    try:
+        httpcalls.get(
+            t.base_url + path,
+            method="POST",
+            timeout=30.0,
+            headers=dict(request_headers(args)),
+            insecure=t.insecure,
+            limit=4096,
+        )
+    except (OSError, ValueError) as exc:
+        hint = " (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)" if "vllm" in t.backend else ""
+        print(
+            f"sonic: --flush-prefix-cache: POST {path} failed ({exc}){hint}; the measured run "
+            "starts on whatever the cache holds",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- one point
 
 
@@ -269,6 +309,7 @@ def run_point(
     out = sys.stdout if out is None else out
     config = build_run_config(args, samples)
     send_test_prompt(args, config, samples)
+    flushed = flush_prefix_cache(args)
     show = (not args.output.disable_tqdm) if progress is None else progress
     telemetry = _telemetry_session(args)
     with telemetry:  # GPU sampler + /metrics scraper around the run; never fatal
@@ -341,6 +382,7 @@ def run_point(
         sonic_keys = doc.setdefault(results.SONIC_KEY, {})
         sonic_keys["client_lag_warning"] = lag_warning
         sonic_keys["output_lengths"] = lengths.as_dict()
+        sonic_keys["prefix_cache_flushed"] = flushed
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         print(f"Results saved to {path}", file=out)
     for reason in outcome.reasons:

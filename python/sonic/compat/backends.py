@@ -51,6 +51,16 @@ BACKENDS: dict[str, str] = {
     "mcloud": COMPLETIONS_ENDPOINT,
 }
 
+# Where each engine resets its prefix cache (MAX's --flush-prefix-cache map).
+PREFIX_CACHE_RESET: dict[str, str] = {
+    **dict.fromkeys(
+        ("modular", "modular-chat", "vllm", "vllm-chat", "atom", "atom-chat", "mach"),
+        "/reset_prefix_cache",
+    ),
+    "sglang": "/flush_cache",
+    "sglang-chat": "/flush_cache",
+}
+
 # Backends of either tool that measure something other than streamed text generation.
 REFUSED_BACKENDS: dict[str, str] = {
     "openai-audio": "audio transcription benchmarks are not implemented",

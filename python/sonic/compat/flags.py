@@ -321,6 +321,15 @@ FLAGS: tuple[Flag, ...] = (
     ),
     # --- warm-up and readiness -------------------------------------------------------------
     _impl(
+        "--flush-prefix-cache",
+        "prerun",
+        "max",
+        "POST the engine's prefix-cache reset just before the measured run (/reset_prefix_cache; "
+        "SGLang /flush_cache), so no earlier run's cache hits are measured; vLLM serves it only "
+        "with VLLM_SERVER_DEV_MODE=1",
+        "bool",
+    ),
+    _impl(
         "--num-warmups",
         "prerun",
         "vllm",
@@ -774,13 +783,6 @@ FLAGS: tuple[Flag, ...] = (
         "--warm-shared-prefix",
         "max",
         "prefix-cache warming is not implemented",
-        "bool",
-        _FALSE,
-    ),
-    _ref(
-        "--flush-prefix-cache",
-        "max",
-        "prefix-cache flushing is not implemented",
         "bool",
         _FALSE,
     ),

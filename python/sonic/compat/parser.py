@@ -466,6 +466,9 @@ def _traffic(raw: _Raw, profile: CompatProfile) -> TrafficArgs:
         num_warmups=raw.integer("num_warmups", 0, minimum=0),
         test_prompt=test_prompt,
         ready_check_timeout_s=ready,
+        flush_prefix_cache=raw.flag(
+            "flush_prefix_cache", bool(profile.default("flush_prefix_cache") or False)
+        ),
     )
 
 

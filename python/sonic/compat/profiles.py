@@ -182,6 +182,7 @@ MAX = CompatProfile(
         "temperature": 0.0,
         "collect_gpu_stats": True,  # as MAX G3 (off in G1/G2 and vLLM)
         "collect_cpu_stats": True,  # as MAX G2.5 and G3
+        "flush_prefix_cache": True,  # as MAX G3
     },
     range_ratio_semantics="lower_bound",
     temperature_policy="zero",

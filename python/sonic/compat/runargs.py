@@ -97,6 +97,7 @@ class TrafficArgs:
     num_warmups: int
     test_prompt: bool  # send one untimed request first
     ready_check_timeout_s: float  # retry the test request until this passes (0 = once)
+    flush_prefix_cache: bool = False  # reset the engine's prefix cache before the run
 
     @property
     def is_sweep(self) -> bool:
@@ -295,6 +296,7 @@ class RunArgs:
             "max_benchmark_duration_s": tr.max_benchmark_duration_s,
             "num_warmups": tr.num_warmups,
             "skip_test_prompt": not tr.test_prompt,
+            "flush_prefix_cache": tr.flush_prefix_cache,
             "temperature": s.temperature,
             "top_p": s.top_p,
             "top_k": s.top_k,

@@ -15,7 +15,7 @@ import urllib.error
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic import httpget
+from sonic import httpcalls
 from sonic.telemetry.maxshape import server_metrics_doc
 from sonic.telemetry.names import (
     COUNTERS,
@@ -64,7 +64,7 @@ class Scrape:
 
 def fetch_metrics(url: str, timeout_s: float = DEFAULT_TIMEOUT_S, insecure: bool = False) -> str:
     """GET ``url`` (following redirects) and return its text; raises OSError/ValueError."""
-    body = httpget.get(
+    body = httpcalls.get(
         url,
         timeout=timeout_s,
         headers={"Accept": "text/plain"},

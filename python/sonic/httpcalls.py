@@ -1,4 +1,5 @@
-"""Small GETs beside the run (model discovery, /version, engine /metrics) over http or https.
+"""Small requests beside the run (model discovery, /version, engine /metrics, the prefix-cache
+reset) over http or https.
 
 The run itself goes through the Rust client; these few requests use the standard library.
 ``insecure`` (vLLM's ``--insecure``) skips certificate checks, as the Rust client then does.
@@ -27,9 +28,10 @@ def get(
     headers: Mapping[str, str] | None = None,
     insecure: bool = False,
     limit: int | None = None,
+    method: str = "GET",
 ) -> bytes:
-    """GET ``url`` (redirects followed) and return at most ``limit + 1`` bytes of its body.
-    Raises OSError (URLError, HTTPError) or ValueError."""
-    req = urllib.request.Request(url, headers=dict(headers or {}))
+    """``method`` (GET) ``url`` (redirects followed) and return at most ``limit + 1`` bytes of
+    its body. Raises OSError (URLError, HTTPError) or ValueError."""
+    req = urllib.request.Request(url, headers=dict(headers or {}), method=method)
     with urllib.request.urlopen(req, timeout=timeout, context=_context(insecure)) as resp:  # noqa: S310
         return resp.read() if limit is None else resp.read(limit + 1)

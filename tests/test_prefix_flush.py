@@ -1,0 +1,41 @@
+"""--flush-prefix-cache against the simulated engine: flushed, refused, or unknown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from simproc import TOKENIZER, run_sonic, sim_process
+from sonic.compat.parser import parse_run_args
+
+BASE = [
+    "--model", "sonic-sim", "--tokenizer", str(TOKENIZER), "--dataset-name", "random",
+    "--random-input-len", "8", "--random-output-len", "4", "--num-prompts", "3",
+    "--no-collect-gpu-stats", "--disable-tqdm", "--save-result",
+]  # fmt: skip
+
+
+def _run(url: str, tmp_path: Path, name: str, *extra: str):
+    cp = run_sonic("--base-url", url, *BASE, *extra, "--result-dir", str(tmp_path),
+                   "--result-filename", name)  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    return cp, json.loads((tmp_path / name).read_text())["sonic"]["prefix_cache_flushed"]
+
+
+def test_flush_is_on_for_max_and_reported(tmp_path: Path):
+    assert parse_run_args(["--backend", "modular", "--model", "m"]).traffic.flush_prefix_cache
+    assert not parse_run_args(["--model", "m"]).traffic.flush_prefix_cache
+    with sim_process() as url:
+        cp, flushed = _run(url, tmp_path, "max.json", "--backend", "modular")
+        assert flushed is True and "flush-prefix-cache" not in cp.stderr
+        # SGLang's path is /flush_cache, which this engine does not serve: said, not fatal.
+        cp, flushed = _run(url, tmp_path, "sgl.json", "--backend", "sglang", "--flush-prefix-cache")
+        assert flushed is False
+        assert "POST /flush_cache failed (HTTP Error 404" in cp.stderr
+        cp, flushed = _run(url, tmp_path, "tgi.json", "--backend", "llama.cpp",
+                           "--flush-prefix-cache")  # fmt: skip
+        assert (
+            flushed is False and "no prefix-cache reset is known for backend llama.cpp" in cp.stderr
+        )
+        _, flushed = _run(url, tmp_path, "off.json")
+        assert flushed is None
