@@ -618,7 +618,14 @@ FLAGS: tuple[Flag, ...] = (
         "bool",
         _FALSE,
     ),
-    _ref("--no-stream", "vllm", "sonic measures streamed responses only", "bool", _FALSE),
+    _ref(
+        "--no-stream",
+        "vllm",
+        "loading a Hub dataset whole (a full shuffle, not a buffered one) is not implemented; "
+        "it would change which prompts are sampled",
+        "bool",
+        _FALSE,
+    ),
     _ref(
         "--probe-request-rate",
         "vllm",
