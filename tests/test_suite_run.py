@@ -398,18 +398,30 @@ def test_validate_flags_an_unfair_pair_and_allow_unfair_lets_it_through(tmp_path
     assert [r["status"] for r in doc["runs"]] == ["ok", "ok"]
 
 
+SIM_SHORT = """
+[engines.sim-short]
+preset = "sim"
+profile = "fast-prefill"
+args = ["--output-len", "5"]
+"""
+
+
 def test_validate_with_servers_up(tmp_path):
-    path = write_suite(tmp_path, SIM_A + SIM_B, SMALL)
+    # sim-short answers 5 tokens whatever it is asked: like an engine that ignores ignore_eos.
+    path = write_suite(tmp_path, SIM_A + SIM_SHORT, SMALL)
     report = tmp_path / "v.json"
     cp = sonic("validate", str(path), "--output", str(report), timeout=180)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     checks = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
-    for name in ("sim-a", "sim-b"):
+    for name in ("sim-a", "sim-short"):
         assert checks[f"engine.{name}.health"]["status"] == "pass"
         assert checks[f"engine.{name}.models"]["status"] == "pass"
+    assert checks["engine.sim-a.ignore_eos"]["status"] == "pass"
+    short = checks["engine.sim-short.ignore_eos"]
+    assert short["status"] == "warn" and "stopped at 5 of 32 tokens" in short["reason"]
     probe = checks["consistency.probe"]
     assert probe["status"] in ("pass", "warn")
-    assert set(probe["details"]["answers"]) == {"sim-a", "sim-b"}
+    assert set(probe["details"]["answers"]) == {"sim-a", "sim-short"}
     assert all(a["ok"] for a in probe["details"]["answers"].values())
     assert checks["client.self_check"]["details"]["dispatch_lag_p99_ms"] >= 0
     assert checks["workload.small"]["status"] == "pass"

@@ -1,5 +1,5 @@
 """Small HTTP calls the suite makes to a server outside of measured runs: health, models,
-version, prefix-cache reset and the response-consistency probe.
+version, prefix-cache reset, the response-consistency probe and the ignore_eos probe.
 
 Plain ``urllib`` on purpose: these are a handful of requests, none of them timed for results,
 and they must work before the Rust client is involved (and never share its code path).
@@ -17,6 +17,9 @@ from typing import Any
 # The consistency probe: one fixed, greedy prompt whose answer is short and deterministic.
 PROBE_PROMPT = "List the first five prime numbers, separated by commas."
 PROBE_MAX_TOKENS = 32
+# The ignore_eos probe: a question an engine answers in a word or two, then EOS; with
+# ignore_eos honoured it must go on to max_tokens anyway.
+EOS_PROBE_PROMPT = "Answer with one word only. Is water wet?"
 
 
 @dataclass
@@ -130,15 +133,25 @@ class ProbeAnswer:
         }
 
 
-def probe(base_url: str, endpoint: str, api: str, model: str | None) -> ProbeAnswer:
-    """Send the fixed greedy prompt, non-streaming, and read the answer and its token count."""
+def probe(
+    base_url: str,
+    endpoint: str,
+    api: str,
+    model: str | None,
+    *,
+    prompt: str = PROBE_PROMPT,
+    ignore_eos: bool = False,
+) -> ProbeAnswer:
+    """Send a fixed greedy prompt, non-streaming, and read the answer and its token count."""
     body: dict[str, Any] = {"max_tokens": PROBE_MAX_TOKENS, "temperature": 0.0, "stream": False}
+    if ignore_eos:
+        body["ignore_eos"] = True
     if model:
         body["model"] = model
     if api == "chat":
-        body["messages"] = [{"role": "user", "content": PROBE_PROMPT}]
+        body["messages"] = [{"role": "user", "content": prompt}]
     else:
-        body["prompt"] = PROBE_PROMPT
+        body["prompt"] = prompt
     t = time.monotonic()
     r = request(base_url + endpoint, method="POST", body=body, timeout=120.0)
     elapsed = time.monotonic() - t

@@ -432,17 +432,12 @@ class SuiteRunner:
         self.manifest.save()
 
     def engine_ready(self, session: EngineSession, entry: dict[str, Any]) -> None:
-        from sonic.suite import probes
-        from sonic.suite.validate import check_live
+        from sonic.suite.validate import check_live, probe_engine
 
         e = session.engine
         check_live(session, self.v)
         self.reported[e.name] = dict(session.reported)
-        from sonic.compat.backends import resolve_route
-
-        route = resolve_route(e.backend, e.endpoint)
-        answer = probes.probe(session.url, route.endpoint, route.api, session.request_model())
-        self.answers[e.name] = answer.as_dict()
+        self.answers[e.name] = probe_engine(session, self.v)
         entry.update(
             {
                 "status": "running",

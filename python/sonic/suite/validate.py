@@ -28,6 +28,7 @@ from sonic.suite.checks import FAIL, FAIRNESS, INFO, PASS, SUITE, WARN, Validati
 from sonic.suite.config import EngineConfig, SuiteConfig, missing_env_refs
 from sonic.suite.engines import launch_for, preset_of, request_model
 from sonic.suite.presets import MUST_MATCH, canonical_dtype
+from sonic.suite.probes import PROBE_MAX_TOKENS
 from sonic.suite.workloads import Workload, Workloads
 
 # Hub organisations whose models need an accepted licence and a token to download.
@@ -640,6 +641,50 @@ def first_divergence(a: str, b: str, context: int = 20) -> str | None:
     start = max(0, n - context)
     lead = "…" if start else ""
     return f"at char {n}: {lead + a[start : n + context]!r} vs {lead + b[start : n + context]!r}"
+
+
+def probe_engine(session: Any, v: Validation) -> dict[str, Any]:
+    """The live probes of an engine that is up: the consistency probe's answer (returned, to
+    compare across engines) and whether it honours ``ignore_eos`` (a check of its own)."""
+    from sonic.compat.backends import resolve_route
+    from sonic.suite import probes
+
+    e: EngineConfig = session.engine
+    route = resolve_route(e.backend, e.endpoint)
+    model = session.request_model()
+    answer = probes.probe(session.url, route.endpoint, route.api, model)
+    eos = probes.probe(
+        session.url,
+        route.endpoint,
+        route.api,
+        model,
+        prompt=probes.EOS_PROBE_PROMPT,
+        ignore_eos=True,
+    )
+    check_ignore_eos(e.name, eos, v)
+    return answer.as_dict()
+
+
+def check_ignore_eos(name: str, answer: Any, v: Validation) -> None:
+    """A short answer with ignore_eos sent: the engine stops at EOS anyway, so runs that
+    send ignore_eos would do less work on it than the workload asks."""
+    want, answer_tokens = PROBE_MAX_TOKENS, answer.completion_tokens
+    check = f"engine.{name}.ignore_eos"
+    if not answer.ok or answer_tokens is None:
+        why = answer.error or "no usage.completion_tokens in the answer"
+        v.add(check, WARN, f"could not tell whether ignore_eos is honoured ({why})", scope=INFO)
+    elif answer_tokens < want:
+        v.add(
+            check,
+            WARN,
+            f"ignore_eos is not honoured: a short answer stopped at {answer_tokens} of {want} "
+            "tokens; runs that send ignore_eos do less work on this engine than asked",
+            "enable ignore_eos on the server (or leave it out of every engine's runs)",
+            {"completion_tokens": answer_tokens, "max_tokens": want, "text": answer.text},
+            scope=engine_scope(name),
+        )
+    else:
+        v.add(check, PASS, f"ignore_eos honoured ({answer_tokens} of {want} tokens)", scope=INFO)
 
 
 def check_consistency(answers: dict[str, dict[str, Any]], v: Validation) -> None:

@@ -51,11 +51,9 @@ def validate_suite(
 
 def live_round(cfg, v: Validation, out: TextIO) -> tuple[dict, dict]:
     """Start each engine in turn (logs to a temporary directory), check it, stop it."""
-    from sonic.compat.backends import resolve_route
-    from sonic.suite import probes
     from sonic.suite.engines import EngineSession
     from sonic.suite.lifecycle import EngineFailed
-    from sonic.suite.validate import check_live
+    from sonic.suite.validate import check_live, probe_engine
 
     answers: dict = {}
     reported: dict = {}
@@ -72,10 +70,7 @@ def live_round(cfg, v: Validation, out: TextIO) -> tuple[dict, dict]:
                 session.start()
                 check_live(session, v)
                 reported[e.name] = dict(session.reported)
-                route = resolve_route(e.backend, e.endpoint)
-                answers[e.name] = probes.probe(
-                    session.url, route.endpoint, route.api, session.request_model()
-                ).as_dict()
+                answers[e.name] = probe_engine(session, v)
             except EngineFailed as exc:
                 v.add(
                     f"engine.{e.name}.health",
