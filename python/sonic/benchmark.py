@@ -54,13 +54,18 @@ def _get_json(
     return json.loads(body.decode("utf-8", errors="replace"))
 
 
+def host_port(base_url: str) -> tuple[str, int]:
+    """The server's host and port (the scheme's default port when the URL names none)."""
+    parts = urlsplit(base_url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def check_reachable(base_url: str, timeout: float = 5.0) -> None:
     """Fail fast with one line when nothing listens at the server's address."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https"):
-        raise SonicError(f"unsupported URL scheme {parts.scheme!r}: use http:// or https://")
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    scheme = urlsplit(base_url).scheme
+    if scheme not in ("http", "https"):
+        raise SonicError(f"unsupported URL scheme {scheme!r}: use http:// or https://")
+    host, port = host_port(base_url)
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
@@ -290,6 +295,44 @@ def flush_prefix_cache(args: RunArgs) -> bool | None:
 # ---------------------------------------------------------------- one point
 
 
+@dataclass(frozen=True)
+class RunChecks:
+    """What a finished run says about its own validity: did the client keep its schedule,
+    did the engine produce the asked-for output lengths, was the prefix cache flushed."""
+
+    lag_warning: str | None
+    lengths: Any  # OutputLengthCheck
+    flushed: bool | None
+
+    @classmethod
+    def of(cls, args: RunArgs, config, records, metrics, flushed: bool | None) -> RunChecks:
+        from sonic.metrics.lag import behind_schedule
+        from sonic.metrics.outlen import check_output_lengths
+
+        tr = args.traffic
+        rate = (tr.ramp_up_end_rps or math.inf) if tr.ramp_up_strategy else tr.request_rate
+        lag = behind_schedule(records, rate, tr.max_concurrency)
+        lengths = check_output_lengths(
+            metrics.requests, [r.max_tokens for r in config.requests], args.sampling.ignore_eos
+        )
+        return cls(lag, lengths, flushed)
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.lag_warning:
+            out.append(f"{self.lag_warning}; latencies at this rate include client delay")
+        if self.lengths.warning():
+            out.append(self.lengths.warning())
+        return out
+
+    def as_sonic_keys(self) -> dict[str, Any]:
+        return {
+            "client_lag_warning": self.lag_warning,
+            "output_lengths": self.lengths.as_dict(),
+            "prefix_cache_flushed": self.flushed,
+        }
+
+
 def run_point(
     args: RunArgs,
     tokenizer,
@@ -302,8 +345,6 @@ def run_point(
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
     from sonic import client, console, results
     from sonic.metrics import MetricRules, SkipRules, compute_metrics, token_counter
-    from sonic.metrics.lag import behind_schedule
-    from sonic.metrics.outlen import check_output_lengths
     from sonic.telemetry import run_window_ns
 
     out = sys.stdout if out is None else out
@@ -340,16 +381,9 @@ def run_point(
         print(line, file=out)
     for warning in tel.warnings:
         print(f"sonic: {warning}", file=sys.stderr)
-    tr = args.traffic
-    rate = (tr.ramp_up_end_rps or math.inf) if tr.ramp_up_strategy else tr.request_rate
-    lag_warning = behind_schedule(records, rate, tr.max_concurrency)
-    if lag_warning:
-        print(f"sonic: {lag_warning}; latencies at this rate include client delay", file=sys.stderr)
-    lengths = check_output_lengths(
-        metrics.requests, [r.max_tokens for r in config.requests], args.sampling.ignore_eos
-    )
-    if lengths.warning():
-        print(f"sonic: {lengths.warning()}", file=sys.stderr)
+    checks = RunChecks.of(args, config, records, metrics, flushed)
+    for warning in checks.warnings():
+        print(f"sonic: {warning}", file=sys.stderr)
 
     doc = None
     path = None
@@ -377,12 +411,10 @@ def run_point(
             side = telemetry_sidecar_path(path)
             results.write_atomic(side, [results.files.dumps(tel.sidecar(), secrets)])
             doc[results.SONIC_KEY]["telemetry"]["file"] = side.name
-        if outcome.partial:
-            doc.setdefault(results.SONIC_KEY, {})["partial"] = True
         sonic_keys = doc.setdefault(results.SONIC_KEY, {})
-        sonic_keys["client_lag_warning"] = lag_warning
-        sonic_keys["output_lengths"] = lengths.as_dict()
-        sonic_keys["prefix_cache_flushed"] = flushed
+        if outcome.partial:
+            sonic_keys["partial"] = True
+        sonic_keys.update(checks.as_sonic_keys())
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         print(f"Results saved to {path}", file=out)
     for reason in outcome.reasons:
@@ -402,7 +434,7 @@ def _telemetry_session(args: RunArgs):
     from sonic.telemetry import TelemetrySession
 
     o, t = args.output, args.target
-    parts = urlsplit(t.base_url)
+    host, port = host_port(t.base_url)
     return TelemetrySession(
         gpu=o.collect_gpu_stats,
         gpu_hz=o.gpu_sample_hz,
@@ -412,8 +444,8 @@ def _telemetry_session(args: RunArgs):
         metrics_insecure=t.insecure,
         cpu=o.collect_cpu_stats,
         cpu_pids=list(o.server_pids) or None,
-        server_host=parts.hostname,
-        server_port=parts.port or (443 if parts.scheme == "https" else 80),
+        server_host=host,
+        server_port=port,
     )
 
 
