@@ -137,8 +137,9 @@ def test_four_way_concurrency_shows_batching(llama_server, smollm2_tokenizer_dir
 def test_suite_compares_one_slot_with_four(
     llama_server_bin, smollm2_gguf, smollm2_tokenizer_dir, tmp_path
 ):
-    """The suite end to end on a real engine, with the llama.cpp preset: 4 slots win on
-    throughput at a rate that one slot cannot keep up with."""
+    """The suite end to end on a real engine, with the llama.cpp preset: one slot against four
+    at a rate one slot cannot keep up with; the report's winner follows the measurements and
+    the engine's own gauge shows several slots busy only on the engine that has them."""
     suite = tmp_path / "llama.toml"
     suite.write_text(
         f"""
@@ -194,8 +195,16 @@ num_prompts = 12
     data = collect(d)
     win = data.winners
     tput = win[win["metric"] == "output_throughput"]
-    assert list(tput["winner"]) == ["slots-4"], tput.to_dict("records")
-    # Seen 1.1x-1.4x on two shared cores (the client runs beside the engine); the size of the
-    # gain is checked, with a retry, by test_four_way_concurrency_shows_batching.
-    assert float(tput["ratio"].iloc[0]) > 1.05
+    # The winner is the engine with the higher measured throughput. Which one that is belongs
+    # to llama.cpp on two shared cores (seen 1.1x-1.4x for 4 slots, once below 1x): the gain
+    # itself is checked, with a retry, by test_four_way_concurrency_shows_batching.
+    means = data.results.groupby("engine")["output_throughput"].mean()
+    assert list(tput["winner"]) == [means.idxmax()], (tput.to_dict("records"), means.to_dict())
+    # The engine's own view: four slots busy at once only on the engine that has four.
+    running = {}
+    for run in manifest["runs"]:
+        doc = json.loads((d / run["file"]).read_text())
+        gauges = doc["sonic"]["telemetry"]["server_metrics"]["gauges"]
+        running[run["engine"]] = gauges["running"]["max"]
+    assert running["slots-1"] <= 1 < running["slots-4"], running
     assert "slots-4" in (d / "summary.md").read_text()
