@@ -28,8 +28,18 @@ def test_an_engine_that_ignores_ignore_eos_is_named(tmp_path: Path):
     # The sim's fixed --output-len 5 stands for an engine that stops at EOS regardless.
     cp, got = _run(tmp_path, "short.json", ["--output-len", "5"], "--ignore-eos")
     assert got["ignore_eos"] and got["checked"] == 6 and got["short"] == 6 and got["long"] == 0
-    assert got["short_examples"][0][1:] == [5, 12]
+    assert got["by_usage"] == 6 and got["short_examples"][0][1:] == [5, 12]
     assert "did not honour ignore_eos" in cp.stderr
+
+
+def test_without_server_usage_the_retokenized_count_is_judged(tmp_path: Path):
+    # MAX's profile asks for no usage: the generated text is re-tokenized instead.
+    cp, got = _run(tmp_path, "max.json", ["--output-len", "5"], "--backend", "modular",
+                   "--ignore-eos")  # fmt: skip
+    assert got["by_usage"] == 0 and got["checked"] == 6 and got["short"] == 6
+    assert "did not honour ignore_eos" in cp.stderr
+    cp, got = _run(tmp_path, "max-ok.json", [], "--backend", "modular", "--ignore-eos")
+    assert (got["checked"], got["short"], got["long"]) == (6, 0, 0)
 
 
 def test_an_engine_that_honours_it_passes_and_eos_without_it_is_only_counted(tmp_path: Path):

@@ -4,8 +4,10 @@ With ``ignore_eos`` each successful request should stop exactly at its ``max_tok
 tokens mean the engine did not honour ``ignore_eos`` (so two engines compared on "the same"
 workload did different work, a common and silent source of unfair comparisons); more mean it
 ignored ``max_tokens``. Without ``ignore_eos`` stopping early at EOS is normal: only counted.
-Only the server's own ``usage`` counts are judged; a re-tokenized count can differ by a
-token or two from what the engine generated, so requests without usage are left unjudged.
+The server's own ``usage`` count is judged exactly. Where the server sent none (MAX's
+profile does not ask for it), the re-tokenized text is judged with a margin, since it can
+differ by a few tokens from what the engine generated (BPE merges across token
+boundaries): short only below 90 % of ``max_tokens`` less two tokens, and never "long".
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ import numpy as np
 
 from sonic.metrics.requests import RequestMetrics
 
+# Without server usage, a re-tokenized count below RETOK_SHARE * max_tokens - RETOK_SLACK is
+# "short": an engine that stops at EOS usually stops far earlier than that.
+RETOK_SHARE = 0.9
+RETOK_SLACK = 2
+
 
 @dataclass(frozen=True)
 class OutputLengthCheck:
     ignore_eos: bool
-    checked: int  # successful requests with a max_tokens and the server's usage count
+    checked: int  # successful requests with a max_tokens and a token count
     short: int  # fewer tokens than max_tokens
-    long: int  # more tokens than max_tokens
-    unchecked: int  # successful requests with a max_tokens but no usage count
+    long: int  # more tokens than max_tokens (server usage only)
+    unchecked: int  # successful requests with a max_tokens but no token count
+    by_usage: int  # of the checked, how many by the server's usage (the rest re-tokenized)
     short_examples: list[tuple[int, int, int]]  # (request index, tokens, max_tokens)
 
     def warning(self) -> str | None:
@@ -54,15 +62,22 @@ def check_output_lengths(
     for i, m in enumerate(max_tokens[: req.n]):
         want[i] = -1 if m is None else int(m)
     asked = req.success & (want > 0)
-    got = np.asarray(req.usage_output_len)
-    judged = asked & (got >= 0)
-    short = np.flatnonzero(judged & (got < want))
-    long = judged & (got > want)
+    usage = np.asarray(req.usage_output_len)
+    retok = np.asarray(req.retok_output_len)
+    by_usage = asked & (usage >= 0)
+    by_retok = asked & ~by_usage & (retok >= 0)
+    got = np.where(by_usage, usage, retok)
+    short = np.flatnonzero(
+        (by_usage & (usage < want)) | (by_retok & (retok < RETOK_SHARE * want - RETOK_SLACK))
+    )
+    long = by_usage & (usage > want)
+    judged = by_usage | by_retok
     return OutputLengthCheck(
         ignore_eos=bool(ignore_eos),
         checked=int(judged.sum()),
         short=int(short.size),
         long=int(long.sum()),
         unchecked=int((asked & ~judged).sum()),
+        by_usage=int(by_usage.sum()),
         short_examples=[(int(i), int(got[i]), int(want[i])) for i in short[:examples]],
     )
