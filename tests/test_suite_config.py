@@ -310,6 +310,11 @@ def test_run_flags_parse_with_sonic_run_semantics(tmp_path, tokenizer_dir):
     assert args.sampling.ignore_eos is True and args.sampling.temperature == 0.0
     assert args.output.save_result and args.output.save_detailed
     assert args.output.result_filename == "x.json" and args.target.server_args == "srv --flag"
+    # The suite resets prefix caches itself (per engine), so a run never flushes again, not
+    # even under MAX's compat, whose default is to flush.
+    assert args.traffic.flush_prefix_cache is False
+    max_flags = [*flags, "--compat", "max"]
+    assert P.parse_flags(e, p, max_flags).traffic.flush_prefix_cache is False
 
 
 # ---------------------------------------------------------------- presets

@@ -219,7 +219,9 @@ def run_flags(
         flags += ["--top-k", str(c.top_k)]
     if c.extra_body:
         flags += ["--extra-body", json.dumps(dict(c.extra_body), sort_keys=True)]
-    flags += ["--label", engine.name, "--disable-tqdm"]
+    # The suite resets each engine's prefix cache itself, as the engine's config says
+    # (reset_prefix_cache / reset_path), so the run must not flush again under MAX's default.
+    flags += ["--label", engine.name, "--disable-tqdm", "--no-flush-prefix-cache"]
     if server_args:
         flags += ["--server-args", server_args]
     if metrics_url:
