@@ -8,8 +8,10 @@ import re
 
 import pytest
 
-from sonic.compat import MAX, VLLM, parse_run_args
+from sonic.compat import parse_run_args
 from sonic.compat.flags import ACCEPTED, FLAGS, IMPLEMENTED, REFUSED
+from sonic.dialects.max import MAX
+from sonic.dialects.vllm import VLLM
 from sonic.errors import SonicError
 
 FIXED_PREFIX = ["--request-id-prefix", "t-"]
@@ -142,14 +144,13 @@ def test_malformed_values_raise_sonic_error(argv):
     ],
 )
 def test_profile_selection(argv, profile):
-    assert parse(*argv).profile.name == profile
+    assert parse(*argv).dialect.name == profile
 
 
-@pytest.mark.parametrize("name", ["vllm-legacy", "max-g3"])
-def test_other_generations_are_refused_by_name(name):
-    message = error_of("--compat", name)
-    assert f"--compat {name} is not implemented" in message
-    assert "--compat vllm or --compat max" in message
+def test_other_generations_are_refused_by_name():
+    message = error_of("--compat", "vllm-legacy")
+    assert "--compat vllm-legacy is not implemented" in message
+    assert "use one of vllm, max" in message
 
 
 def test_unknown_compat():
@@ -158,7 +159,7 @@ def test_unknown_compat():
 
 def test_vllm_defaults():
     args = parse()
-    assert args.profile is VLLM
+    assert args.dialect is VLLM
     assert args.target.backend == "openai"
     assert args.target.endpoint == "/v1/completions"
     assert args.target.api == "completions"
@@ -168,7 +169,7 @@ def test_vllm_defaults():
     assert args.dataset.seed == 0 and not args.dataset.seed_drawn
     assert args.dataset.num_prompts == 1000
     assert args.dataset.random_range_ratio == (0.0, 0.0)
-    assert args.dataset.range_ratio_semantics == "symmetric"
+    assert args.dialect.dataset_rules.range_ratio == "symmetric"
     assert args.traffic.request_rates == (math.inf,)
     assert args.traffic.max_concurrencies == (None,)
     assert args.traffic.burstiness == 1.0
@@ -186,7 +187,7 @@ def test_vllm_defaults():
 
 def test_max_defaults():
     args = parse("--backend", "modular", "--model", "org/m")
-    assert args.profile is MAX
+    assert args.dialect is MAX
     assert args.target.backend == "modular"
     assert args.target.endpoint == "/v1/completions"
     assert args.target.url == "http://localhost:8000/v1/completions"
@@ -194,8 +195,8 @@ def test_max_defaults():
     assert args.dataset.name == "sharegpt"
     assert args.dataset.seed == 0
     assert args.dataset.random_range_ratio == (1.0, 1.0)
-    assert args.dataset.range_ratio_semantics == "lower_bound"
-    assert args.dataset.sharegpt_auto_download is True
+    assert args.dialect.dataset_rules.range_ratio == "lower_bound"
+    assert args.dialect.dataset_rules.sharegpt_hub_download is True
     assert args.traffic.arrival == "sequential"
     assert args.traffic.test_prompt is True
     assert args.sampling.temperature == 0.0
@@ -208,15 +209,18 @@ def test_max_requires_model():
     assert "--model is required with --compat max" in error_of("--backend", "modular")
 
 
-def test_profiles_match_metric_rules():
+def test_recorded_rules_are_the_applied_rules():
+    """What a run records (describe) is what compute_metrics is given (metric_rules)."""
     from sonic.metrics.rules import MetricRules
 
-    for profile in (VLLM, MAX):
-        rules = MetricRules.for_compat(profile.name)
-        assert rules.ttft_rule == profile.ttft_rule
-        assert rules.end_rule == profile.end_rule
-        assert rules.itl_rule == profile.itl_rule
-        assert rules.token_count == profile.token_count
+    for dialect in (VLLM, MAX):
+        applied = MetricRules.for_compat(dialect.name)
+        assert applied is dialect.metric_rules
+        recorded = dialect.describe()
+        for name, value in applied.as_dict().items():
+            assert recorded[name] == value
+    assert VLLM.metric_rules.choice_required and not MAX.metric_rules.choice_required
+    assert MAX.metric_rules.cut_off == "excluded" and VLLM.metric_rules.cut_off == "failed"
 
 
 # --- request bodies ------------------------------------------------------------------------
@@ -295,10 +299,20 @@ def test_openai_only_sampling_flags_need_openai_api():
     )
 
 
-def test_chat_template_kwargs():
-    args = parse("--backend", "openai-chat", "--chat-template-kwargs", '{"enable_thinking": false}')
-    assert args.static_body()["chat_template_kwargs"] == {"enable_thinking": False}
-    assert "needs a chat endpoint" in error_of("--chat-template-kwargs", "{}")
+def test_chat_template_kwargs_feed_the_client_side_template():
+    """As in vLLM: the kwargs go to the prompt's chat template, not into the request body,
+    and they work on completions endpoints (vLLM's main use: custom datasets)."""
+    args = parse("--chat-template-kwargs", '{"enable_thinking": false}')
+    assert args.dataset.chat_template_kwargs == {"enable_thinking": False}
+    assert "chat_template_kwargs" not in args.static_body()
+    assert "JSON object" in error_of("--chat-template-kwargs", "[1]")
+
+
+def test_percentile_flags_are_refused_under_max():
+    for flag, value in (("--percentile-metrics", "ttft"), ("--metric-percentiles", "50")):
+        message = error_of("--compat", "max", "--model", "m", flag, value)
+        assert f"{flag} is not supported with --compat max" in message
+        assert "p90/p95/p99" in message
 
 
 # --- refused and accepted flags ------------------------------------------------------------

@@ -46,7 +46,11 @@ def test_help_shows_profile_defaults_and_origins():
     assert "[vLLM]" in lines["--goodput"]
     assert "[MAX]" in lines["--server-args"]
     assert "[sonic]" in lines["--request-timeout-s"]
-    assert "Default: max when --backend is modular or modular-chat" in text
+    assert "Default: max for --backend modular/modular-chat, otherwise vllm" in text
+    from sonic import dialects
+
+    for d in dialects.all_dialects():  # every registered dialect is explained
+        assert f"  {d.name} " in text and d.title in text
 
 
 def test_help_fits_width():

@@ -194,7 +194,7 @@ def test_sharegpt_disable_shuffle_keeps_file_order(sharegpt_path, tokenizer):
 
 def test_sharegpt_path_rules(tokenizer, offline_hub):
     msg = expect_error("--dataset-path", DatasetArgs(name="sharegpt", num_prompts=2), tokenizer)
-    assert "vLLM" in msg
+    assert "under --compat vllm" in msg
     # MAX downloads it; offline with an empty cache that is a one-line error naming the fix.
     msg = expect_error(
         "ShareGPT_V3_unfiltered_cleaned_split.json",

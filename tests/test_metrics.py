@@ -447,7 +447,12 @@ def test_vectorised_metrics_match_a_per_request_reference(compat):
                 assert got == pytest.approx(ref[name], abs=1e-9), (i, name)
         assert r.itls(i).tolist() == pytest.approx(ref["itl"], abs=1e-9)
         has_text = any(k == CHUNK_TEXT for _, k, _ in req.chunks)
-        expect_ok = req.error is None and (has_text or not rules.require_text)
+        has_choice = any(k in (CHUNK_TEXT, CHUNK_EMPTY_CHOICE) for _, k, _ in req.chunks)
+        expect_ok = (
+            req.error is None
+            and (has_text or not rules.require_text)
+            and (has_choice or not rules.choice_required)
+        )
         assert bool(r.success[i]) == expect_ok
     pooled = [
         g for i, req in enumerate(reqs) if r.success[i] for g in _reference(req, rules)["itl"]

@@ -94,16 +94,22 @@ def test_failures_finish_the_run_with_partial_results(tmp_path):
 
 
 def test_max_dialect_exits_1_when_requests_fail(tmp_path):
+    """MAX writes no result for a failed run unless --always-save-result; sonic keeps what it
+    measured beside it (``.partial``, which *.json globs skip) and says where."""
     flags = ["--ttft-ms", "2", "--itl-ms", "1", "--output-len", "4", "--fail-500", "1"]
     with sim_process(*flags) as u:
-        cp = run_sonic(
-            "--backend", "modular", "--base-url", u, *BASE, "--random-output-len", "4",
-            "--request-rate", "inf", "--num-prompts", "5", "--skip-test-prompt",
-            "--result-dir", str(tmp_path), "--result-filename", "max.json",
-        )  # fmt: skip
-    assert cp.returncode == 1 and "Traceback" not in cp.stderr
-    doc = load_json(tmp_path / "max.json")
-    assert doc["failures"] == 5 and doc["completed"] == 0
+        for extra, name in (((), "max.json.partial"), (("--always-save-result",), "max.json")):
+            cp = run_sonic(
+                "--backend", "modular", "--base-url", u, *BASE, "--random-output-len", "4",
+                "--request-rate", "inf", "--num-prompts", "5", "--skip-test-prompt",
+                "--result-dir", str(tmp_path), "--result-filename", "max.json", *extra,
+            )  # fmt: skip
+            assert cp.returncode == 1 and "Traceback" not in cp.stderr
+            doc = load_json(tmp_path / name)
+            assert doc["failures"] == 5 and doc["completed"] == 0
+            if not extra:
+                assert not (tmp_path / "max.json").exists()
+                assert "max.json.partial" in cp.stderr and "--always-save-result" in cp.stderr
 
 
 def test_max_concurrency_is_never_exceeded_and_schedule_is_reproducible(tmp_path):

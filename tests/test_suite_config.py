@@ -300,7 +300,7 @@ def test_run_flags_parse_with_sonic_run_semantics(tmp_path, tokenizer_dir):
         server_args="srv --flag",
     )
     args = P.parse_flags(e, p, flags)
-    assert args.profile.name == "vllm"
+    assert args.dialect.name == "vllm"
     assert args.target.base_url == "http://127.0.0.1:9" and args.target.model == "sonic-sim"
     assert args.target.tokenizer == str(tokenizer_dir)
     assert args.dataset.name == "random" and args.dataset.random_input_len == 32

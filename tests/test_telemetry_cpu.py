@@ -75,7 +75,8 @@ def test_a_remote_server_is_a_warning_and_no_metrics():
 def test_server_pids_flag():
     o = parse_run_args(["--model", "m", "--collect-cpu-stats", "--server-pids", "12", "34,12"])
     assert o.output.collect_cpu_stats and o.output.server_pids == (12, 34)
-    assert parse_run_args(["--backend", "modular", "--model", "m"]).output.collect_cpu_stats
+    # MAX's 2025 script collected no CPU stats unless asked.
+    assert not parse_run_args(["--backend", "modular", "--model", "m"]).output.collect_cpu_stats
     assert not parse_run_args(["--model", "m"]).output.collect_cpu_stats  # vLLM: off
     with pytest.raises(SonicError, match="--server-pids: 'x1' is not a process id"):
         parse_run_args(["--model", "m", "--server-pids", "x1"])
@@ -88,7 +89,7 @@ def test_max_result_has_the_sims_cpu_metrics(tmp_path: Path):
             "--tokenizer", str(TOKENIZER), "--dataset-name", "random",
             "--random-input-len", "16", "--random-output-len", "64", "--num-prompts", "40",
             "--request-rate", "inf", "--no-collect-gpu-stats", "--disable-tqdm",
-            "--result-dir", str(tmp_path), "--result-filename", "max.json",
+            "--collect-cpu-stats", "--result-dir", str(tmp_path), "--result-filename", "max.json",
         )  # fmt: skip
         sim_pid = server.proc.pid
     assert cp.returncode == 0, cp.stderr

@@ -124,7 +124,7 @@ def test_flags_defaults_per_profile():
     assert vllm.collect_gpu_stats is False
     assert vllm.server_metrics_url == "http://h:9/metrics" and vllm.gpu_sample_hz == 10.0
     mx = parse_run_args(["--backend", "modular", "--model", "m"]).output
-    assert mx.collect_gpu_stats is True
+    assert mx.collect_gpu_stats is False  # MAX's 2025 script: only when asked
     off = parse_run_args(
         [
             "--backend",

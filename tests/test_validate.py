@@ -99,7 +99,6 @@ def test_different_max_output_lengths_are_unfair(tmp_path, tokenizer_dir):
     [
         ("client = { ignore_eos = false }", "ignore_eos"),
         ("client = { temperature = 0.7 }", "sampling"),
-        ('client = { compat = "max" }', "rules"),
         ('endpoint = "/v1/chat/completions"', "api"),
     ],
 )
@@ -109,6 +108,16 @@ def test_other_client_differences_are_unfair(tmp_path, tokenizer_dir, override, 
     )
     assert by_name(v)[f"fairness.s.{field}"].status == FAIL
     assert not v.fair
+
+
+def test_an_engine_cannot_have_its_own_dialect(tmp_path, tokenizer_dir):
+    """Every engine of a suite is measured under one dialect: an engine's client table may
+    not set compat (the suite or a scenario does, for all engines alike)."""
+    from sonic.errors import SonicError
+
+    path = suite(tmp_path, tokenizer_dir, FAIR_PAIR + 'client = { compat = "max" }\n')
+    with pytest.raises(SonicError, match="client.compat: every engine is measured under one"):
+        load_config(path)
 
 
 def test_a_different_tokenizer_is_unfair(tmp_path, tokenizer_dir):

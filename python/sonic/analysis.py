@@ -1,9 +1,10 @@
 """Suite results as pandas DataFrames: ``load_results`` (one row per run) and ``load_requests``
 (one row per request), for the report and for notebooks.
 
-A results directory holds runs in two dialects (vLLM and MAX) that name the same quantity
-differently and omit different things; every normalised column is read from a key listed
-per dialect below (or from the ``sonic`` extras that both carry), never from a guessed name.
+A results directory holds runs in any dialect (vLLM, MAX 2025, MAX 2026) that name the same
+quantity differently and omit different things; every normalised column (the metric
+catalogue's) is read by the run's dialect from its own key, or from the ``sonic`` extras that
+all carry, never from a guessed name.
 An interrupted suite leaves a partial directory: runs the manifest lists without a file,
 and files the manifest does not list yet. Both are loaded, the former as rows without
 metrics, so the report can say what is missing.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sonic.errors import SonicError
+from sonic.metrics import catalogue
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -30,42 +32,10 @@ VALIDATION = "validation.json"
 RUNS_DIR = "runs"
 RAW_SUFFIX = ".requests.jsonl"
 
-LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
-LATENCY_STATS = ("mean", "median", "p90", "p95", "p99")
-# Scalar columns: normalised name -> key in the document, or ("sonic", key) for the extras.
-_SCALAR_KEYS: dict[str, dict[str, str | tuple[str, str]]] = {
-    "vllm": {
-        "completed": "completed",
-        "failed": "failed",
-        "duration_s": "duration",
-        "total_input_tokens": "total_input_tokens",
-        "total_output_tokens": "total_output_tokens",
-        "request_throughput": "request_throughput",
-        "output_throughput": "output_throughput",
-        "total_token_throughput": "total_token_throughput",
-        "input_throughput": ("sonic", "input_throughput"),
-        "goodput": "request_goodput",
-    },
-    "max": {
-        "completed": "completed",
-        "failed": "failures",
-        "duration_s": "duration",
-        "total_input_tokens": "total_input_tokens",
-        "total_output_tokens": "total_output_tokens",
-        "request_throughput": "request_throughput",
-        "output_throughput": "output_throughput",
-        "total_token_throughput": ("sonic", "total_token_throughput"),
-        "input_throughput": "input_throughput",
-        "goodput": ("sonic", "request_goodput"),
-    },
-}
-# The stem each dialect uses in ``{stat}_{stem}_ms`` for our latency metric names.
-_LATENCY_STEMS = {
-    "vllm": {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2el": "e2el"},
-    "max": {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2el": "latency"},
-}
-SCALAR_COLUMNS = tuple(_SCALAR_KEYS["vllm"])
-LATENCY_COLUMNS = tuple(f"{s}_{m}_ms" for m in LATENCY_METRICS for s in LATENCY_STATS)
+LATENCY_METRICS = tuple(m.name for m in catalogue.LATENCIES)
+LATENCY_STATS = catalogue.LATENCY_STATS
+SCALAR_COLUMNS = catalogue.SCALAR_COLUMNS
+LATENCY_COLUMNS = catalogue.LATENCY_COLUMNS
 ID_COLUMNS = (
     "engine",
     "scenario",
@@ -288,52 +258,18 @@ def run_entries(results_dir: str | Path) -> list[RunEntry]:
 # ------------------------------------------------------------------ per-run results
 
 
-def _lookup(doc: dict[str, Any], key: str | tuple[str, str]) -> Any:
-    if isinstance(key, tuple):
-        section = doc.get(key[0])
-        return section.get(key[1]) if isinstance(section, dict) else None
-    return doc.get(key)
-
-
-def _float(v: Any) -> float:
-    if v is None or isinstance(v, bool):
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def doc_dialect(doc: dict[str, Any], hint: str | None = None) -> str:
     """The dialect of a result document: the manifest's word, else what the document says."""
-    sonic = doc.get("sonic")
-    own = sonic.get("compat") if isinstance(sonic, dict) else None
-    dialect = hint or own
-    if dialect not in _SCALAR_KEYS:
-        raise SonicError(f"unknown result dialect {dialect!r} (expected vllm or max)")
-    return dialect
+    from sonic import dialects
+
+    return dialects.of_document(doc, hint).name
 
 
 def normalise_metrics(doc: dict[str, Any], dialect: str) -> dict[str, float]:
-    """The normalised metric columns of one result document.
+    """The normalised metric columns of one result document, read by its dialect."""
+    from sonic import dialects
 
-    Latency statistics come from the dialect's own keys; what a dialect does not write (vLLM's
-    p90/p95 unless asked for, E2EL unless selected) comes from ``sonic.latency_ms``. An empty
-    sample set is NaN (vLLM writes 0 for it, MAX null).
-    """
-    out = {col: _float(_lookup(doc, key)) for col, key in _SCALAR_KEYS[dialect].items()}
-    sonic = doc.get("sonic") if isinstance(doc.get("sonic"), dict) else {}
-    latency = sonic.get("latency_ms") if isinstance(sonic.get("latency_ms"), dict) else {}
-    for metric in LATENCY_METRICS:
-        extra = latency.get(metric) if isinstance(latency.get(metric), dict) else {}
-        empty = extra.get("n") == 0 or (not extra and out["completed"] == 0)
-        stem = _LATENCY_STEMS[dialect][metric]
-        for stat in LATENCY_STATS:
-            col = f"{stat}_{metric}_ms"
-            key = f"{stat}_{stem}_ms"
-            value = doc[key] if key in doc else extra.get(stat)
-            out[col] = math.nan if empty else _float(value)
-    return out
+    return dialects.get(dialect).read_metrics(doc)
 
 
 def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
@@ -483,7 +419,9 @@ def _rules(doc: dict[str, Any] | None, dialect: str | None):
     if isinstance(rules, dict):
         known = set(MetricRules.__dataclass_fields__)
         return MetricRules(**{k: v for k, v in rules.items() if k in known})
-    return MetricRules.for_compat(dialect or "vllm")
+    from sonic import dialects
+
+    return dialects.get(dialect or dialects.DEFAULT).metric_rules
 
 
 def replay_requests(lines: list[dict[str, Any]], rules):

@@ -22,6 +22,9 @@ from sonic.compat.runargs import RunArgs
 from sonic.errors import SonicError
 
 READY_RETRY_S = 5.0
+# Appended to the file name of a result that the dialect would not have written (a failed run
+# without --always-save-result), so that readers globbing *.json do not take it as a result.
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass
@@ -116,7 +119,7 @@ def load_workload(args: RunArgs):
         path=d.path,
         num_prompts=d.num_prompts,
         seed=d.seed,
-        compat="max" if args.profile.name.startswith("max") else "vllm",
+        compat=args.dialect.name,
         endpoint_is_chat=t.api == "chat",
         sharegpt_output_len=d.sharegpt_output_len,
         sonnet_input_len=d.sonnet_input_len,
@@ -128,9 +131,13 @@ def load_workload(args: RunArgs):
         random_range_ratio=ratio[0] if ratio[0] == ratio[1] else ratio,
         custom_output_len=d.custom_output_len,
         skip_chat_template=d.skip_chat_template,
+        chat_template_kwargs=dict(d.chat_template_kwargs),
         hf_subset=d.hf_subset,
         hf_split=d.hf_split,
+        hf_name=d.hf_name,
         hf_output_len=d.hf_output_len,
+        hf_text_column=d.hf_text_column,
+        hf_output_column=d.hf_output_column,
         disable_shuffle=not d.shuffle,
         no_oversample=not d.oversample,
         trust_remote_code=t.trust_remote_code,
@@ -201,7 +208,7 @@ def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None
         timeout_s=t.request_timeout_s,
         body=client.BodyOptions(
             max_tokens_field=args.max_tokens_field,
-            include_usage=False,  # already in static_body() when the profile sends it
+            include_usage=False,  # already in static_body() when the dialect sends it
             ignore_eos=None,
             fields=args.static_body(),
             extra_body={},
@@ -344,7 +351,7 @@ def run_point(
 ) -> PointOutcome:
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
     from sonic import client, console, results
-    from sonic.metrics import MetricRules, SkipRules, compute_metrics, token_counter
+    from sonic.metrics import SkipRules, compute_metrics, token_counter
     from sonic.telemetry import run_window_ns
 
     out = sys.stdout if out is None else out
@@ -358,8 +365,8 @@ def run_point(
         telemetry.set_window(*(run_window_ns(records) or (None, None)))
     tel = telemetry.result()
 
-    p = args.profile
-    rules = MetricRules.for_compat("max" if p.name.startswith("max") else "vllm")
+    dialect = args.dialect
+    rules = dialect.metric_rules
     metrics = compute_metrics(
         records,
         rules,
@@ -373,9 +380,8 @@ def run_point(
             ttft=args.metrics.ttft_skip_requests,
         ),
     )
-    dialect = p.json_dialect
-    info = make_info(args, simulated=simulated)
-    outcome = results.run_outcome(dialect, metrics, args.dataset.num_prompts)
+    info = make_info(args, simulated=simulated, records=records)
+    outcome = dialect.outcome(metrics, args.dataset.num_prompts)
     console.print_summary(dialect, metrics, info, file=out)
     for line in tel.console_lines():
         print(line, file=out)
@@ -388,9 +394,7 @@ def run_point(
     doc = None
     path = None
     o = args.output
-    if results.should_save(dialect, o.save_result, o.append_result, o.result_filename) or (
-        o.save_detailed
-    ):
+    if dialect.should_save(o) or o.save_detailed:
         secrets = results.collect_secrets(extra=list(args.target.headers.values()))
         path = results.result_path(
             dialect,
@@ -399,6 +403,9 @@ def run_point(
             result_filename_arg=o.result_filename,
             when=info.date,
         )
+        held = outcome.exit_code != 0 and not (dialect.failed_runs_saved or o.always_save_result)
+        if held:  # the tool would write nothing; what was measured is kept beside
+            path = path.with_name(path.name + PARTIAL_SUFFIX)
         if o.save_detailed:
             raw = results.raw_records_path(path)
             results.write_raw_records(raw, records, metrics, secrets=secrets)
@@ -416,7 +423,15 @@ def run_point(
             sonic_keys["partial"] = True
         sonic_keys.update(checks.as_sonic_keys())
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
-        print(f"Results saved to {path}", file=out)
+        if held:
+            print(
+                f"sonic: the run failed, so --compat {dialect.name} writes no result file; what "
+                f"was measured is kept in {path} (--always-save-result writes it under the "
+                "tool's name)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"Results saved to {path}", file=out)
     for reason in outcome.reasons:
         print(f"sonic: {reason}", file=sys.stderr)
     return PointOutcome(
@@ -458,8 +473,9 @@ def telemetry_sidecar_path(result: Path) -> Path:
     return p.with_name(stem + SIDECAR_SUFFIX)
 
 
-def make_info(args: RunArgs, *, simulated: bool):
+def make_info(args: RunArgs, *, simulated: bool, records=None):
     from sonic.results import RunInfo
+    from sonic.results.info import rps_change_events
 
     t, tr, d, o, m = args.target, args.traffic, args.dataset, args.output, args.metrics
     return RunInfo(
@@ -468,7 +484,7 @@ def make_info(args: RunArgs, *, simulated: bool):
         num_prompts=d.num_prompts,
         request_rate=tr.request_rate,
         tokenizer_id=t.tokenizer,
-        label=o.label,
+        label=o.label if "label" in args.explicit else None,  # vLLM writes null without one
         endpoint_type=t.backend,
         dataset_name=d.name,
         burstiness=tr.burstiness,
@@ -483,6 +499,14 @@ def make_info(args: RunArgs, *, simulated: bool):
         metric_percentiles=list(m.metric_percentiles),
         save_detailed=o.save_detailed,
         simulated=simulated,
+        rps_change_events=None
+        if records is None or not tr.ramp_up_strategy
+        else rps_change_events(
+            tr.ramp_up_strategy,
+            float(tr.ramp_up_start_rps or 0.0),
+            float(tr.ramp_up_end_rps or 0.0),
+            records,
+        ),
     )
 
 

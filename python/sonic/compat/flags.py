@@ -27,7 +27,7 @@ ORIGINS = {"both": "", "vllm": "vLLM", "max": "MAX", "sonic": "sonic"}
 
 # Help sections, in display order.
 GROUPS = {
-    "compat": "compatibility profile",
+    "compat": "dialect (whose conventions)",
     "target": "server and endpoint",
     "model": "model and tokenizer",
     "dataset": "dataset and prompts",
@@ -91,9 +91,10 @@ FLAGS: tuple[Flag, ...] = (
         "--compat",
         "compat",
         "sonic",
-        "conventions to reproduce: vllm (vLLM `bench serve`) or max (MAX "
-        "benchmark_serving.py); default max for --backend modular/modular-chat, else vllm",
-        metavar="{vllm,max}",
+        "conventions to reproduce: vllm (vLLM `bench serve`), max (MAX benchmark_serving.py, "
+        "2025) or max-benchmark (MAX `max benchmark`, 2026); default max for --backend "
+        "modular/modular-chat, else vllm",
+        metavar="NAME",
     ),
     # --- server and endpoint -------------------------------------------------------------
     _impl(
@@ -258,7 +259,29 @@ FLAGS: tuple[Flag, ...] = (
     ),
     _impl("--hf-subset", "dataset", "vllm", "", metavar="NAME"),
     _impl("--hf-split", "dataset", "vllm", "", metavar="NAME"),
-    _impl("--hf-name", "dataset", "vllm", "", metavar="NAME"),
+    _impl(
+        "--hf-name",
+        "dataset",
+        "vllm",
+        "the Hub dataset id: where rows load from when --dataset-path is not given, the "
+        "dataset's name (recorded) when it is a local file",
+        metavar="NAME",
+    ),
+    _impl(
+        "--hf-text-column",
+        "dataset",
+        "sonic",
+        "hf dataset column holding the prompt (default: the first of prompt, question, "
+        "instruction, text, ...)",
+        metavar="NAME",
+    ),
+    _impl(
+        "--hf-output-column",
+        "dataset",
+        "sonic",
+        "hf dataset column whose token count is each request's output length",
+        metavar="NAME",
+    ),
     _impl("--hf-output-len", "dataset", "vllm", "", metavar="N"),
     _impl(
         "--output-lengths",

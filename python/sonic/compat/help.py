@@ -5,29 +5,45 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+from sonic import dialects
 from sonic.compat.backends import BACKENDS
 from sonic.compat.flags import ACCEPTED, FLAGS, GROUPS, IMPLEMENTED, ORIGINS, REFUSED, Flag
-from sonic.compat.profiles import PROFILES
 
 WIDTH = 100
 LEFT = 32
 
 INTRO = """\
-usage: sonic run [--compat {vllm,max}] [FLAGS...]      (also: python -m sonic [FLAGS...])
+usage: sonic run [--compat {{{names}}}] [FLAGS...]      (also: python -m sonic [FLAGS...])
 
-Run one benchmark against a serving engine. Takes the flags of vLLM `bench serve` and of MAX
-benchmark_serving.py; `--flag value` and `--flag=value` both work, and boolean flags also take
+Run one benchmark against a serving engine. Takes the flags of vLLM `bench serve` and of MAX's
+benchmarks; `--flag value` and `--flag=value` both work, and boolean flags also take
 `--flag=false` and `--no-flag`. [vLLM] and [MAX] mark flags that only one tool has; [sonic]
 marks sonic's own.
 
-compat profiles (--compat) choose defaults, request bodies, metric rules, result JSON, file
-names, console labels and the exit/save policy:
-  vllm  vLLM `bench serve`: TTFT at the first chunk with a choice, server usage token counts,
-        precomputed arrivals, results saved and exit 0 even when requests fail.
-  max   MAX benchmark_serving.py (G1 + G2 additions): TTFT at the first non-empty text,
-        re-tokenized output, sleep-after-send arrivals, exit 1 without saving on failures.
-  Default: max when --backend is modular or modular-chat, otherwise vllm.
-"""
+dialects (--compat) choose defaults, request bodies, metric rules, result JSON, file names,
+console labels and the exit/save policy of one tool:"""
+
+
+def _intro() -> str:
+    lines = [INTRO.format(names=",".join(dialects.names()))]
+    for d in dialects.all_dialects():
+        text = f"{d.name:<13} {d.title}: {d.summary}"
+        lines.append(_fill(text, WIDTH - 2, initial_indent="  ", subsequent_indent=" " * 16))
+    backends = ", ".join(
+        f"{d.name} for --backend {'/'.join(d.backends)}"
+        for d in dialects.all_dialects()
+        if d.backends
+    )
+    lines.append(f"  Default: {backends}, otherwise {dialects.DEFAULT}.\n")
+    lines.append(
+        _fill(
+            "A dialect's default differs from another's where its tool's does; "
+            "'default: vllm X, max Y' below lists them.",
+            WIDTH,
+        )
+        + "\n"
+    )
+    return "\n".join(lines)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -49,7 +65,9 @@ def _show(value: Any) -> str:
 
 
 def _default_text(flag: Flag) -> str:
-    per = {name: p.defaults[flag.dest] for name, p in PROFILES.items() if flag.dest in p.defaults}
+    per = {
+        d.name: d.defaults[flag.dest] for d in dialects.all_dialects() if flag.dest in d.defaults
+    }
     if per:
         shown = {name: _show(v) for name, v in per.items()}
         if len(set(shown.values())) == 1:
@@ -91,7 +109,7 @@ def _harmless_note(flag: Flag) -> str:
 
 def format_run_help() -> str:
     """The full help text of ``sonic run``."""
-    out = [INTRO]
+    out = [_intro()]
     for key, title in GROUPS.items():
         flags = [f for f in FLAGS if f.status == IMPLEMENTED and f.group == key]
         if not flags:

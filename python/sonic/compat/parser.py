@@ -2,7 +2,7 @@
 
 argparse (``allow_abbrev=False``, built from ``flags.FLAGS``) only splits argv into raw strings,
 so ``--flag value`` and ``--flag=value`` behave alike; this module then refuses what would
-change the measurement, applies the chosen profile's defaults and validates each value with a
+change the measurement, applies the chosen dialect's defaults and validates each value with a
 one-line ``SonicError``. Imports stay light (stdlib only): ``sonic run --help`` must be quick.
 """
 
@@ -16,10 +16,10 @@ import sys
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from sonic import dialects
 from sonic.compat import values as V
 from sonic.compat.backends import resolve_route
 from sonic.compat.flags import ACCEPTED, FLAGS, REFUSED, Flag, flag_table
-from sonic.compat.profiles import CompatProfile, select_profile
 from sonic.compat.runargs import (
     DatasetArgs,
     MetricsArgs,
@@ -30,6 +30,7 @@ from sonic.compat.runargs import (
     TrafficArgs,
     scrub_url,
 )
+from sonic.dialects import Dialect
 from sonic.errors import SonicError
 
 DATASETS = ("sharegpt", "sonnet", "random", "code_debug", "custom", "hf")
@@ -191,16 +192,21 @@ def parse_run_args(argv: list[str]) -> RunArgs:
             )
         ignored.append(flag.name)
 
-    profile = select_profile(raw.text("compat"), raw.text("backend"))
-    target = _target(raw, profile)
-    dataset = _dataset(raw, profile)
-    traffic = _traffic(raw, profile)
-    sampling = _sampling(raw, profile, target, dataset)
-    metrics = _metrics(raw, profile, dataset)
-    output = _output(raw, target, profile)
+    dialect = dialects.select(raw.text("compat"), raw.text("backend"))
+    for dest, reason in dialect.refused.items():
+        if raw.given(dest):
+            raise SonicError(
+                f"{raw.name(dest)} is not supported with --compat {dialect.name}: {reason}"
+            )
+    target = _target(raw, dialect)
+    dataset = _dataset(raw, dialect)
+    traffic = _traffic(raw, dialect)
+    sampling = _sampling(raw, dialect, target, dataset)
+    metrics = _metrics(raw, dialect, dataset)
+    output = _output(raw, target, dialect)
     explicit = frozenset(d for d in raw.by_dest if raw.given(d))
     return RunArgs(
-        profile=profile,
+        dialect=dialect,
         target=target,
         dataset=dataset,
         traffic=traffic,
@@ -235,9 +241,9 @@ def _format_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _target(raw: _Raw, profile: CompatProfile) -> TargetArgs:
-    route = resolve_route(raw.text("backend", profile.default("backend")), raw.text("endpoint"))
-    host = raw.text("host", profile.default("host")).strip()
+def _target(raw: _Raw, dialect: Dialect) -> TargetArgs:
+    route = resolve_route(raw.text("backend", dialect.default("backend")), raw.text("endpoint"))
+    host = raw.text("host", dialect.default("host")).strip()
     if not host or any(c in host for c in "/ \t"):
         raise SonicError(f"--host: expected a host name or address, got {host!r}")
     port = raw.integer("port", 8000, minimum=1)
@@ -252,8 +258,8 @@ def _target(raw: _Raw, profile: CompatProfile) -> TargetArgs:
     model = raw.text("model")
     if model is not None and not model.strip():
         raise SonicError("--model: empty")
-    if model is None and profile.model_required:
-        raise SonicError(f"--model is required with --compat {profile.name}")
+    if model is None and dialect.model_required:
+        raise SonicError(f"--model is required with --compat {dialect.name}")
     headers = V.parse_kv_pairs("--header", raw.items("header") or [], secret=True)
     for index, value in enumerate(headers.values(), start=1):
         if "\r" in value or "\n" in value:
@@ -303,8 +309,8 @@ def _check_base_url(raw: _Raw, url: str, host: str, port: int) -> tuple[str, str
     return url.strip().rstrip("/"), url_host, url_port
 
 
-def _dataset(raw: _Raw, profile: CompatProfile) -> DatasetArgs:
-    name = raw.text("dataset_name", profile.default("dataset_name")).strip()
+def _dataset(raw: _Raw, dialect: Dialect) -> DatasetArgs:
+    name = raw.text("dataset_name", dialect.default("dataset_name")).strip()
     path = raw.text("dataset_path")
     if raw.given("dataset"):
         if raw.given("dataset_name") and name != "sharegpt":
@@ -323,13 +329,16 @@ def _dataset(raw: _Raw, profile: CompatProfile) -> DatasetArgs:
         close = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f"; did you mean {close[0]}?" if close else f" (available: {', '.join(DATASETS)})"
         raise SonicError(f"unknown --dataset-name {name!r}{hint}")
+    if name == "hf" and not path and raw.text("hf_name"):
+        path = raw.text("hf_name")
     if name in ("hf", "custom") and not path:
         what = "a Hugging Face dataset id" if name == "hf" else "a JSONL file"
-        raise SonicError(f"--dataset-name {name} needs --dataset-path ({what})")
+        hint = " or --hf-name" if name == "hf" else ""
+        raise SonicError(f"--dataset-name {name} needs --dataset-path{hint} ({what})")
 
     seed_text = raw.text("seed")
     if seed_text is None:
-        seed, drawn = int(profile.default("seed")), False
+        seed, drawn = int(dialect.default("seed")), False
     else:
         seed, drawn = V.parse_seed("--seed", seed_text)
 
@@ -369,17 +378,17 @@ def _dataset(raw: _Raw, profile: CompatProfile) -> DatasetArgs:
         )
     ratio_text = raw.text("random_range_ratio")
     if ratio_text is None:
-        ratio = float(profile.default("random_range_ratio"))
+        ratio = float(dialect.default("random_range_ratio", 0.0))
         range_ratio = (ratio, ratio)
     else:
         range_ratio = V.parse_range_ratio(
-            "--random-range-ratio", ratio_text, profile.range_ratio_semantics
+            "--random-range-ratio", ratio_text, dialect.dataset_rules.range_ratio
         )
     output_lengths = raw.text("output_lengths")
     return DatasetArgs(
         name=name,
         path=path,
-        num_prompts=raw.integer("num_prompts", int(profile.default("num_prompts")), minimum=1),
+        num_prompts=raw.integer("num_prompts", int(dialect.default("num_prompts")), minimum=1),
         seed=seed,
         seed_drawn=drawn,
         sharegpt_output_len=lens["sharegpt_output_len"],
@@ -390,11 +399,12 @@ def _dataset(raw: _Raw, profile: CompatProfile) -> DatasetArgs:
         random_output_len=lens["random_output_len"],
         random_prefix_len=raw.integer("random_prefix_len", 0, minimum=0),
         random_range_ratio=range_ratio,
-        range_ratio_semantics=profile.range_ratio_semantics,
         custom_output_len=lens["custom_output_len"],
         hf_subset=raw.text("hf_subset"),
         hf_split=raw.text("hf_split"),
         hf_name=raw.text("hf_name"),
+        hf_text_column=raw.text("hf_text_column"),
+        hf_output_column=raw.text("hf_output_column"),
         hf_output_len=lens["hf_output_len"],
         output_lengths=None
         if output_lengths is None
@@ -403,12 +413,18 @@ def _dataset(raw: _Raw, profile: CompatProfile) -> DatasetArgs:
         shuffle=not raw.flag("disable_shuffle"),
         oversample=not raw.flag("no_oversample"),
         skip_chat_template=raw.flag("skip_chat_template"),
-        sonnet_chat_template=profile.sonnet_chat_template,
-        sharegpt_auto_download=profile.sharegpt_auto_download,
+        chat_template_kwargs=_chat_template_kwargs(raw),
     )
 
 
-def _traffic(raw: _Raw, profile: CompatProfile) -> TrafficArgs:
+def _chat_template_kwargs(raw: _Raw) -> dict[str, Any]:
+    """--chat-template-kwargs: as in vLLM, passed to the client-side chat template that
+    formats prompts (custom and hf datasets), never sent in the request body."""
+    text = raw.text("chat_template_kwargs")
+    return {} if text is None else V.parse_json_object("--chat-template-kwargs", text)
+
+
+def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
     rate_text = raw.text("request_rate")
     rates = (math.inf,) if rate_text is None else V.parse_rate_list("--request-rate", rate_text)
     mc_text = raw.text("max_concurrency")
@@ -453,7 +469,7 @@ def _traffic(raw: _Raw, profile: CompatProfile) -> TrafficArgs:
                 "test request until the server is ready"
             )
     else:
-        test_prompt = profile.test_prompt_default or ready > 0
+        test_prompt = dialect.test_prompt_default or ready > 0
     return TrafficArgs(
         request_rates=rates,
         max_concurrencies=concurrencies,
@@ -461,13 +477,13 @@ def _traffic(raw: _Raw, profile: CompatProfile) -> TrafficArgs:
         ramp_up_strategy=strategy,
         ramp_up_start_rps=start,
         ramp_up_end_rps=end,
-        arrival=profile.arrival,
+        arrival=dialect.arrival,
         max_benchmark_duration_s=raw.number("max_benchmark_duration_s", None, positive=True),
         num_warmups=raw.integer("num_warmups", 0, minimum=0),
         test_prompt=test_prompt,
         ready_check_timeout_s=ready,
         flush_prefix_cache=raw.flag(
-            "flush_prefix_cache", bool(profile.default("flush_prefix_cache") or False)
+            "flush_prefix_cache", bool(dialect.default("flush_prefix_cache") or False)
         ),
     )
 
@@ -477,7 +493,7 @@ _OPENAI_ONLY = ("min_p", "frequency_penalty", "presence_penalty", "repetition_pe
 
 
 def _sampling(
-    raw: _Raw, profile: CompatProfile, target: TargetArgs, dataset: DatasetArgs
+    raw: _Raw, dialect: Dialect, target: TargetArgs, dataset: DatasetArgs
 ) -> SamplingArgs:
     openai_api = target.api in ("completions", "chat")
     if not openai_api:
@@ -496,7 +512,7 @@ def _sampling(
 
     if raw.given("ignore_eos"):
         ignore_eos = raw.flag("ignore_eos")
-    elif profile.ignore_eos_policy == "completions":
+    elif dialect.ignore_eos_policy == "completions":
         ignore_eos = target.api == "completions"
     else:  # flag_or_random: vLLM forces it for random prompts on OpenAI APIs
         ignore_eos = dataset.name == "random" and openai_api
@@ -507,17 +523,8 @@ def _sampling(
         if extra_text is None
         else V.parse_json_object("--extra-body", extra_text, allow_file=True)
     )
-    kwargs_text = raw.text("chat_template_kwargs")
-    if kwargs_text is not None:
-        if target.api != "chat":
-            raise SonicError(
-                f"--chat-template-kwargs needs a chat endpoint; {target.endpoint} speaks the "
-                f"{target.api} API"
-            )
-        kwargs = V.parse_json_object("--chat-template-kwargs", kwargs_text)
-        extra = {"chat_template_kwargs": kwargs, **extra}
     return SamplingArgs(
-        temperature=raw.number("temperature", profile.default("temperature"), non_negative=True),
+        temperature=raw.number("temperature", dialect.default("temperature"), non_negative=True),
         top_p=top_p,
         top_k=raw.integer("top_k", None, minimum=-1),
         min_p=min_p,
@@ -530,7 +537,7 @@ def _sampling(
     )
 
 
-def _metrics(raw: _Raw, profile: CompatProfile, dataset: DatasetArgs) -> MetricsArgs:
+def _metrics(raw: _Raw, dialect: Dialect, dataset: DatasetArgs) -> MetricsArgs:
     # Imported here so that the parser module's import stays stdlib-only.
     from sonic.metrics.rules import (
         parse_goodput,
@@ -540,14 +547,14 @@ def _metrics(raw: _Raw, profile: CompatProfile, dataset: DatasetArgs) -> Metrics
 
     metrics_text = raw.text("percentile_metrics")
     if metrics_text is None:
-        names = tuple(profile.default("percentile_metrics"))
+        names = tuple(dialect.default("percentile_metrics"))
     else:
         # MAX calls end-to-end latency "latency"; vLLM calls it "e2el".
         items = ["e2el" if m.strip() == "latency" else m for m in metrics_text.split(",")]
         names = tuple(parse_percentile_metrics(",".join(items)))
     pct_text = raw.text("metric_percentiles")
     if pct_text is None:
-        percentiles = tuple(profile.default("metric_percentiles"))
+        percentiles = tuple(dialect.default("metric_percentiles"))
     else:
         percentiles = tuple(parse_metric_percentiles(pct_text))
     goodput_items = raw.items("goodput")
@@ -574,7 +581,7 @@ def _metrics(raw: _Raw, profile: CompatProfile, dataset: DatasetArgs) -> Metrics
     )
 
 
-def _output(raw: _Raw, target: TargetArgs, profile: CompatProfile) -> OutputArgs:
+def _output(raw: _Raw, target: TargetArgs, dialect: Dialect) -> OutputArgs:
     label = raw.text("label", target.backend)
     if not label.strip():
         raise SonicError("--label: empty")
@@ -589,10 +596,10 @@ def _output(raw: _Raw, target: TargetArgs, profile: CompatProfile) -> OutputArgs
         label=label,
         disable_tqdm=raw.flag("disable_tqdm"),
         collect_gpu_stats=raw.flag(
-            "collect_gpu_stats", bool(profile.default("collect_gpu_stats") or False)
+            "collect_gpu_stats", bool(dialect.default("collect_gpu_stats") or False)
         ),
         collect_cpu_stats=raw.flag(
-            "collect_cpu_stats", bool(profile.default("collect_cpu_stats") or False)
+            "collect_cpu_stats", bool(dialect.default("collect_cpu_stats") or False)
         ),
         server_pids=_server_pids(raw.items("server_pids") or []),
         **_telemetry(raw, target),

@@ -1,6 +1,6 @@
 """The typed, validated result of parsing ``sonic run`` flags.
 
-Everything is resolved here once (profile defaults applied, endpoint routed, policies turned
+Everything is resolved here once (dialect defaults applied, endpoint routed, policies turned
 into plain values), so later layers read fields instead of re-deriving conventions. Secrets
 (header values, URL passwords) are excluded from ``repr`` and scrubbed from ``client_args()``.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sonic.compat.profiles import CompatProfile
+from sonic.dialects import Dialect
 
 REDACTED = "<redacted>"
 
@@ -24,7 +24,7 @@ class TargetArgs:
     """Where requests go and how they are addressed."""
 
     backend: str  # after G2's -chat resolution; names results
-    requested_backend: str  # as given, or the profile default
+    requested_backend: str  # as given, or the dialect default
     api: str  # completions | chat | tgi | trtllm (decided by the endpoint suffix)
     base_url: str  # scheme://host:port[/prefix], no trailing slash
     endpoint: str
@@ -67,19 +67,19 @@ class DatasetArgs:
     random_output_len: int
     random_prefix_len: int
     random_range_ratio: tuple[float, float]  # (input, output)
-    range_ratio_semantics: str  # symmetric (vLLM) | lower_bound (MAX G1)
     custom_output_len: int
     hf_subset: str | None
     hf_split: str | None
     hf_name: str | None
+    hf_text_column: str | None
+    hf_output_column: str | None
     hf_output_len: int | None
     output_lengths: int | tuple[int, ...] | None  # MAX --output-lengths
     max_output_len: int | None  # MAX cap on max_tokens
     shuffle: bool
     oversample: bool
     skip_chat_template: bool
-    sonnet_chat_template: str  # unless_chat (vLLM) | always (MAX G1)
-    sharegpt_auto_download: bool
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # client-side template
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,9 @@ class SamplingArgs:
     frequency_penalty: float | None
     presence_penalty: float | None
     repetition_penalty: float | None
-    ignore_eos: bool  # resolved from the flag, the profile policy, the API and the dataset
+    ignore_eos: bool  # resolved from the flag, the dialect's policy, the API and the dataset
     logprobs: int | None
-    extra_body: dict[str, Any]  # --extra-body (+ chat_template_kwargs), applied last
+    extra_body: dict[str, Any]  # --extra-body, applied last
 
     def overrides(self) -> dict[str, Any]:
         """Sampling fields that were set, in body-field names."""
@@ -189,7 +189,7 @@ class OutputArgs:
 class RunArgs:
     """Everything ``sonic run`` needs, resolved. Build with ``parse_run_args``."""
 
-    profile: CompatProfile
+    dialect: Dialect
     target: TargetArgs
     dataset: DatasetArgs
     traffic: TrafficArgs
@@ -217,18 +217,18 @@ class RunArgs:
         """Request-body fields that are the same for every request.
 
         Per request the client adds the model, the prompt (``backends.PROMPT_FIELD``), the
-        max-tokens field (``max_tokens_field``) and ``stream: true``. Precedence: the profile's
+        max-tokens field (``max_tokens_field``) and ``stream: true``. Precedence: the dialect's
         fixed fields, then ignore_eos, stream_options and the sampling flags, then
         ``--extra-body`` (top-level keys replace earlier ones).
         """
         api = self.target.api
-        body = self.profile.body.fixed(api)
+        body = self.dialect.body.fixed(api)
         if api in ("completions", "chat"):
             if self.sampling.ignore_eos:
                 body["ignore_eos"] = True
             else:
                 body.pop("ignore_eos", None)
-            if self.profile.body.include_usage:
+            if self.dialect.body.include_usage:
                 body["stream_options"] = {"include_usage": True}
             body.update(self.sampling.overrides())
         elif api == "tgi":
@@ -241,7 +241,7 @@ class RunArgs:
     @property
     def max_tokens_field(self) -> str:
         """Body field of the output-length limit; dotted for nested fields (TGI)."""
-        return self.profile.body.max_tokens_field[self.target.api]
+        return self.dialect.body.max_tokens_field[self.target.api]
 
     def client_args(self) -> dict[str, Any]:
         """The settings as MAX's ``client_args`` JSON object: argparse-style keys, request rate
@@ -255,7 +255,7 @@ class RunArgs:
             self.output,
         )
         return {
-            "compat": self.profile.name,
+            "compat": self.dialect.name,
             "backend": t.backend,
             "base_url": scrub_url(t.base_url),
             "host": t.host,

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sonic.datasets")
 
-COMPATS = ("vllm", "max")
+
+@dataclass(frozen=True)
+class DatasetRules:
+    """How a dialect draws prompts; each dataset module reads the fields it needs.
+
+    - ``range_ratio``: ``symmetric`` = lengths U[L(1-r), L(1+r)], special tokens kept out of
+      the draws (vLLM); ``lower_bound`` = U[max(int(L*r), 1), L], where 1.0 means a fixed length
+      (MAX).
+    - ``oversample``: too few usable records are filled up by seeded draws (vLLM) instead of
+      running short.
+    - ``sharegpt_hub_download``: sharegpt without --dataset-path downloads it from the Hub.
+    - ``sonnet_strict``: the sonnet prefix must exceed the templated instruction and the
+      extra lines must be distinct (MAX).
+    - ``sonnet_template_on_chat``: sonnet prompts are chat-templated for chat endpoints (MAX)
+      rather than for completions endpoints (vLLM).
+    """
+
+    range_ratio: str = "symmetric"
+    oversample: bool = True
+    sharegpt_hub_download: bool = False
+    sonnet_strict: bool = False
+    sonnet_template_on_chat: bool = False
 
 
 @dataclass
@@ -43,9 +64,9 @@ class SampleRequest:
 
 @dataclass
 class DatasetArgs:
-    """What to sample. Defaults follow vLLM; ``None`` fields take the compat profile's default.
+    """What to sample. ``None`` fields take the dialect's default.
 
-    ``compat`` is ``"vllm"`` or ``"max"`` and selects each dataset's rules (see the modules).
+    ``compat`` names the dialect (``sonic.dialects``) whose ``DatasetRules`` apply.
     """
 
     name: str = "random"
@@ -64,13 +85,17 @@ class DatasetArgs:
     random_input_len: int = 1024
     random_output_len: int = 128
     random_prefix_len: int = 0
-    random_range_ratio: float | None = None  # None: 1.0 for max, 0.0 for vllm
+    # One ratio, or (input, output) ratios; None: the dialect's default.
+    random_range_ratio: float | tuple[float, float] | None = None
     # custom
     custom_output_len: int = 256  # -1: take "output_tokens" from the file
     skip_chat_template: bool = False
+    # Extra variables of the client-side chat template (vLLM's --chat-template-kwargs).
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     # hf
     hf_subset: str | None = None
     hf_split: str | None = None
+    hf_name: str | None = None
     hf_output_len: int | None = None
     hf_text_column: str | None = None
     hf_output_column: str | None = None
@@ -82,14 +107,25 @@ class DatasetArgs:
     trust_remote_code: bool = False
 
     @property
-    def range_ratio(self) -> float:
-        if self.random_range_ratio is not None:
-            return float(self.random_range_ratio)
-        return 1.0 if self.compat == "max" else 0.0
+    def rules(self) -> DatasetRules:
+        from sonic import dialects
+
+        return dialects.get(self.compat).dataset_rules
+
+    @property
+    def range_ratios(self) -> tuple[float, float]:
+        """(input, output) range ratios."""
+        from sonic import dialects
+
+        r = self.random_range_ratio
+        if r is None:
+            r = dialects.get(self.compat).default("random_range_ratio", 0.0)
+        if isinstance(r, (tuple, list)):
+            return float(r[0]), float(r[1])
+        return float(r), float(r)
 
     def validate(self) -> None:
-        if self.compat not in COMPATS:
-            raise SonicError(f"unknown compat profile {self.compat!r} (choose vllm or max)")
+        self.rules  # noqa: B018 - an unknown dialect fails here with its one-line error
         if isinstance(self.num_prompts, bool) or not isinstance(self.num_prompts, int):
             raise SonicError(f"--num-prompts must be an integer, got {self.num_prompts!r}")
         if self.num_prompts < 1 and self.name != "custom":
@@ -179,7 +215,7 @@ def finish(
         raise SonicError(f"{what}: no usable prompts after filtering")
     want = args.num_prompts
     if want >= 1 and len(requests) < want:
-        if allow_oversample and args.compat == "vllm" and not args.no_oversample:
+        if allow_oversample and args.rules.oversample and not args.no_oversample:
             return oversample(requests, want, args.seed)
         log.warning("%s: only %d usable prompts of %d requested", what, len(requests), want)
     return requests
@@ -193,10 +229,10 @@ def is_valid_sequence(prompt_len: int, output_len: int, *, fixed_output: bool) -
     return prompt_len <= 1024 and prompt_len + output_len <= 2048
 
 
-def chat_format(tokenizer: Tokenizer, prompt: str) -> str:
+def chat_format(tokenizer: Tokenizer, prompt: str, **kwargs: Any) -> str:
     """The prompt as one user turn, rendered with the tokenizer's chat template."""
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, **kwargs
     )
 
 
@@ -210,4 +246,4 @@ def maybe_chat_format(tokenizer: Tokenizer, prompt: str, args: DatasetArgs) -> s
             f"tokenizer {tokenizer.name_or_path} has no chat template to format {args.name} "
             "prompts with; pass --skip-chat-template to send them raw"
         )
-    return chat_format(tokenizer, prompt)
+    return chat_format(tokenizer, prompt, **args.chat_template_kwargs)

@@ -45,9 +45,9 @@ def sample(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
     _check_lengths(args)
     if tokenizer.vocab_size < 1:
         raise SonicError(f"tokenizer {tokenizer.name_or_path} has an empty vocabulary")
-    if args.compat == "max":
-        return _sample_max(args, tokenizer)
-    return _sample_vllm(args, tokenizer)
+    if args.rules.range_ratio == "lower_bound":
+        return _sample_lower_bound(args, tokenizer)
+    return _sample_symmetric(args, tokenizer)
 
 
 def decode_to_target_len(
@@ -73,12 +73,14 @@ def decode_to_target_len(
         retries_left -= 1
 
 
-def _sample_vllm(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
+def _sample_symmetric(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
+    """vLLM's draw: symmetric lengths, ids from the vocabulary without special tokens."""
     import numpy as np
 
-    ratio = args.range_ratio
-    if not 0.0 <= ratio < 1.0:
-        raise SonicError(f"--random-range-ratio must be in [0, 1) for vLLM, got {ratio}")
+    ratio, out_ratio = args.range_ratios
+    for r in (ratio, out_ratio):
+        if not 0.0 <= r < 1.0:
+            raise SonicError(f"--random-range-ratio must be in [0, 1) under vLLM's rule, got {r}")
     n, prefix_len = args.num_prompts, args.random_prefix_len
     real_input_len = max(0, args.random_input_len - tokenizer.num_special_tokens_to_add())
     input_low = math.floor(real_input_len * (1 - ratio))
@@ -88,8 +90,8 @@ def _sample_vllm(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]
             "--random-input-len is too small: with the tokenizer's special tokens and "
             f"--random-range-ratio {ratio} a prompt could have no tokens"
         )
-    output_low = max(math.floor(args.random_output_len * (1 - ratio)), 1)
-    output_high = max(math.ceil(args.random_output_len * (1 + ratio)), 1)
+    output_low = max(math.floor(args.random_output_len * (1 - out_ratio)), 1)
+    output_high = max(math.ceil(args.random_output_len * (1 + out_ratio)), 1)
 
     rng = np.random.default_rng(args.seed)
     vocab = tokenizer.vocab_size
@@ -110,19 +112,21 @@ def _sample_vllm(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]
     return requests
 
 
-def _sample_max(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
+def _sample_lower_bound(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
+    """MAX's draw: lengths from a lower bound up to the length, ids over the whole vocabulary."""
     import numpy as np
 
-    ratio = args.range_ratio
-    if not 0.0 <= ratio <= 1.0:
-        raise SonicError(f"--random-range-ratio must be in [0, 1] for MAX, got {ratio}")
+    ratio, out_ratio = args.range_ratios
+    for r in (ratio, out_ratio):
+        if not 0.0 <= r <= 1.0:
+            raise SonicError(f"--random-range-ratio must be in [0, 1] under MAX's rule, got {r}")
     n, prefix_len, vocab = args.num_prompts, args.random_prefix_len, tokenizer.vocab_size
     in_len, out_len = args.random_input_len, args.random_output_len
 
     rs = np.random.RandomState(args.seed)
     prefix = rs.randint(0, vocab, size=prefix_len).tolist() if prefix_len else []
     input_lens = rs.randint(max(int(in_len * ratio), 1), in_len + 1, size=n)
-    output_lens = rs.randint(max(int(out_len * ratio), 1), out_len + 1, size=n)
+    output_lens = rs.randint(max(int(out_len * out_ratio), 1), out_len + 1, size=n)
     offsets = rs.randint(0, vocab, size=n)
 
     requests = []

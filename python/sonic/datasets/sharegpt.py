@@ -39,10 +39,10 @@ _BATCH = 256
 def resolve_path(args: DatasetArgs) -> str:
     if args.path:
         return str(existing_file(args.path, "ShareGPT dataset"))
-    if args.compat == "vllm":
+    if not args.rules.sharegpt_hub_download:
         raise SonicError(
-            f"the sharegpt dataset needs --dataset-path (a local {HUB_FILE}) in the vLLM "
-            "profile; use --compat max to download it from the Hugging Face Hub"
+            f"the sharegpt dataset needs --dataset-path (a local {HUB_FILE}) under "
+            f"--compat {args.compat}; use --compat max to download it from the Hugging Face Hub"
         )
     from sonic.datasets.hub import fetch_hub_file
 

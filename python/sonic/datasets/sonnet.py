@@ -69,21 +69,21 @@ def sample(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
         raise SonicError(
             f"--sonnet-input-len must be greater than the templated instruction ({base} tokens)"
         )
-    is_max = args.compat == "max"
-    if is_max and prefix_len <= base:
+    strict = args.rules.sonnet_strict
+    if strict and prefix_len <= base:
         raise SonicError(
             f"--sonnet-prefix-len must be greater than the templated instruction ({base} tokens)"
         )
     num_input_lines = round((input_len - base) / mean_line)
     num_prefix_lines = max(round((prefix_len - base) / mean_line), 0)
     num_extra = num_input_lines - num_prefix_lines
-    if is_max and num_extra > len(lines):
+    if strict and num_extra > len(lines):
         raise SonicError(
             f"--sonnet-input-len {input_len} needs {num_extra} distinct extra lines but the "
             f"text has {len(lines)}; lower it or use a longer --dataset-path"
         )
     prefix = "".join(lines[:num_prefix_lines])
-    send_templated = args.endpoint_is_chat if is_max else not args.endpoint_is_chat
+    send_templated = args.endpoint_is_chat == args.rules.sonnet_template_on_chat
     rng = random.Random(args.seed)
 
     requests: list[SampleRequest] = []
@@ -95,11 +95,11 @@ def sample(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
                 f"sonnet: could not draw prompts of at most {input_len} tokens; "
                 "raise --sonnet-input-len"
             )
-        picked = rng.sample(lines, num_extra) if is_max else rng.choices(lines, k=max(num_extra, 0))
+        picked = rng.sample(lines, num_extra) if strict else rng.choices(lines, k=max(num_extra, 0))
         prompt = f"{BASE_PROMPT}{prefix}{''.join(picked)}"
         formatted = chat_format(tokenizer, prompt)
         prompt_len = tokenizer.count(formatted, add_special_tokens=True)
-        if not is_max and prompt_len > input_len:
+        if not strict and prompt_len > input_len:
             continue
         requests.append(
             SampleRequest(

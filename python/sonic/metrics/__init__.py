@@ -1,38 +1,42 @@
 """Every metric of a run, defined once, as pure functions of the raw records (RunRecords).
 
-``compute_metrics(records, MetricRules.for_compat("vllm"), prompt_lens, count_tokens)``
-gives a BenchmarkMetrics; the result writers and the console only select and rename.
+``compute_metrics(records, dialect.metric_rules, prompt_lens, count_tokens)`` gives a
+BenchmarkMetrics; the dialects' result writers and console only select and rename. The names
+below load their module on first use, so that the rules and the catalogue (stdlib only) can be
+imported by `sonic run --help` without numpy.
 """
 
 from __future__ import annotations
 
-from sonic.metrics.aggregate import BenchmarkMetrics, SkipRules, TokenDiscrepancy, compute_metrics
-from sonic.metrics.requests import RequestMetrics, TokenCounter, compute_request_metrics
-from sonic.metrics.rules import (
-    PERCENTILE_METRICS,
-    MetricRules,
-    parse_goodput,
-    parse_metric_percentiles,
-    parse_percentile_metrics,
-)
-from sonic.metrics.stats import Summary, percentile_word, summarize
-from sonic.metrics.tokens import token_counter
+import importlib
+from typing import Any
 
-__all__ = [
-    "SkipRules",
-    "PERCENTILE_METRICS",
-    "BenchmarkMetrics",
-    "MetricRules",
-    "RequestMetrics",
-    "Summary",
-    "TokenCounter",
-    "TokenDiscrepancy",
-    "compute_metrics",
-    "compute_request_metrics",
-    "parse_goodput",
-    "parse_metric_percentiles",
-    "parse_percentile_metrics",
-    "percentile_word",
-    "summarize",
-    "token_counter",
-]
+_WHERE = {
+    "BenchmarkMetrics": "aggregate",
+    "SkipRules": "aggregate",
+    "TokenDiscrepancy": "aggregate",
+    "compute_metrics": "aggregate",
+    "RequestMetrics": "requests",
+    "TokenCounter": "requests",
+    "compute_request_metrics": "requests",
+    "PERCENTILE_METRICS": "rules",
+    "MetricRules": "rules",
+    "parse_goodput": "rules",
+    "parse_metric_percentiles": "rules",
+    "parse_percentile_metrics": "rules",
+    "Summary": "stats",
+    "percentile_word": "stats",
+    "summarize": "stats",
+    "token_counter": "tokens",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sonic.metrics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"sonic.metrics.{module}"), name)
+    globals()[name] = value
+    return value

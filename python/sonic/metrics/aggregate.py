@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sonic.metrics.requests import NS, RequestMetrics, TokenCounter, compute_request_metrics
+from sonic.metrics.requests import (
+    CUT_OFF_ERRORS,
+    NS,
+    RequestMetrics,
+    TokenCounter,
+    compute_request_metrics,
+)
 from sonic.metrics.rules import MetricRules
 from sonic.metrics.stats import Summary, summarize
 from sonic.records import RunRecords
@@ -48,6 +54,7 @@ class BenchmarkMetrics:
     completed: int
     failed: int
     not_sent: int
+    cut_off: int  # requests stopped or never sent by --max-benchmark-duration-s
     cancelled: bool
     duration_s: float
     total_input_tokens: int
@@ -100,7 +107,10 @@ def compute_metrics(
     request counts (completed, failed) always cover every request, so no failure is hidden.
     """
     full = compute_request_metrics(records, rules, prompt_lens, count_tokens)
-    n = full.n
+    cut = np.array([e in CUT_OFF_ERRORS for e in full.error], dtype=bool)
+    cut_off = int(cut.sum())
+    # Excluded cut-off requests leave every count (MAX); otherwise they are failures.
+    n = full.n - (cut_off if rules.cut_off == "excluded" else 0)
     completed = int(full.success.sum())
     skip = skip or SkipRules()
     req = _without(full, skip.aggregate_mask(records))
@@ -127,7 +137,8 @@ def compute_metrics(
         completed=completed,
         failed=n - completed,
         not_sent=int((~sent_any).sum()),
-        skipped=int(n - skip.aggregate_mask(records).sum()) if n else 0,
+        cut_off=cut_off,
+        skipped=int(full.n - skip.aggregate_mask(records).sum()) if full.n else 0,
         cancelled=bool(records.cancelled),
         duration_s=duration,
         total_input_tokens=total_in,

@@ -20,6 +20,9 @@ from sonic.records import CHUNK_EMPTY_CHOICE, CHUNK_TEXT, RunRecords
 TokenCounter = Callable[[list[str]], Sequence[int]]
 
 NO_TEXT_ERROR = "the response carried no generated text"
+NO_CHOICE_ERROR = "the response streamed no choice chunk, so it has no first token"
+# Errors the client records for requests that --max-benchmark-duration-s stopped or never sent.
+CUT_OFF_ERRORS = ("not sent: max duration reached", "cancelled: max duration reached")
 NS = 1e9
 
 
@@ -133,6 +136,12 @@ def compute_request_metrics(
         for i in np.flatnonzero(no_text):
             error[i] = NO_TEXT_ERROR
         success &= ~no_text
+    if rules.choice_required:
+        choices = np.bincount(req_of_chunk[is_choice], minlength=n) if n else nonempty
+        no_choice = success & (choices == 0)
+        for i in np.flatnonzero(no_choice):
+            error[i] = NO_CHOICE_ERROR
+        success &= ~no_choice
 
     sent_f = np.where(sent >= 0, sent.astype(np.float64), np.nan)
     t_first = _times_at(times, first_ttft)

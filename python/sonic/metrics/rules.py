@@ -1,4 +1,4 @@
-"""How a compat profile turns raw chunks into metrics, and parsing of the metric flags.
+"""How a dialect turns raw chunks into metrics, and parsing of the metric flags.
 
 vLLM and MAX disagree on what TTFT, end of request, ITL and a token are (compat.md Part 4);
 each disagreement is one field here, so a run records exactly which definitions it used.
@@ -18,6 +18,7 @@ END_RULES = ("last_choice", "last_event")
 ITL_RULES = ("choice", "text")
 TOKEN_COUNTS = ("usage", "retokenize", "hybrid")
 DURATION_STARTS = ("run_start", "first_intended", "first_sent")
+CUT_OFF_RULES = ("failed", "excluded")
 
 # Metrics that --percentile-metrics may select (vLLM `bench serve` names).
 PERCENTILE_METRICS = (
@@ -47,6 +48,9 @@ class MetricRules:
     - ``require_text``: a response without any text counts as failed (MAX does this).
     - ``duration_start``: origin of the benchmark duration. ``run_start`` (the run's t0, taken
       just before the first arrival is scheduled) matches both vLLM and MAX.
+    - ``cut_off``: requests stopped or never sent because ``--max-benchmark-duration-s`` ran
+      out: ``failed`` (they count as failures) or ``excluded`` (left out of every count, MAX).
+    - ``choice_required``: a 200 reply that streamed no choice chunk counts as failed (vLLM).
     """
 
     ttft_rule: str = "first_choice"
@@ -55,6 +59,8 @@ class MetricRules:
     token_count: str = "usage"
     require_text: bool = False
     duration_start: str = "run_start"
+    cut_off: str = "failed"
+    choice_required: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -63,6 +69,7 @@ class MetricRules:
             ("itl_rule", ITL_RULES),
             ("token_count", TOKEN_COUNTS),
             ("duration_start", DURATION_STARTS),
+            ("cut_off", CUT_OFF_RULES),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -70,18 +77,10 @@ class MetricRules:
 
     @classmethod
     def for_compat(cls, compat: str) -> MetricRules:
-        """The rules of a compat profile: ``vllm`` or ``max``."""
-        if compat == "vllm":
-            return cls()
-        if compat == "max":
-            return cls(
-                ttft_rule="first_text",
-                end_rule="last_event",
-                itl_rule="text",
-                token_count="retokenize",
-                require_text=True,
-            )
-        raise SonicError(f"unknown compat profile {compat!r} (expected vllm or max)")
+        """The rules of the dialect called ``compat`` (see ``sonic.dialects``)."""
+        from sonic import dialects
+
+        return dialects.get(compat).metric_rules
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from sonic.metrics import catalogue
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -36,7 +38,8 @@ USABLE_STATUS = ("ok", "partial")
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric the report compares: its column, label, unit and which direction is better."""
+    """A metric the report compares: its column, label, unit and which direction is better
+    (all from the metric catalogue, ``sonic.metrics.catalogue``)."""
 
     column: str
     label: str
@@ -50,23 +53,31 @@ class Metric:
         return "higher" if self.higher_is_better else "lower"
 
 
-def _latency(stat: str, metric: str, name: str) -> Metric:
-    label = {"mean": "mean", "median": "median"}.get(stat, stat)
-    return Metric(f"{stat}_{metric}_ms", f"{label} {name}", "ms", False, (f"{metric}_ms", stat))
+def _scalar(name: str) -> Metric:
+    m = catalogue.BY_NAME[name]
+    return Metric(m.name, m.label, m.unit, bool(m.higher_is_better))
+
+
+def _latency(stat: str, metric: str) -> Metric:
+    m = catalogue.BY_NAME[metric]
+    return Metric(
+        catalogue.latency_column(stat, metric),
+        f"{stat} {m.label}",
+        m.unit,
+        bool(m.higher_is_better),
+        (f"{metric}_ms", stat),
+    )
 
 
 COMPARED_METRICS: tuple[Metric, ...] = (
-    Metric("output_throughput", "output throughput", "tok/s", True),
-    Metric("request_throughput", "request throughput", "req/s", True),
-    Metric("total_token_throughput", "total token throughput", "tok/s", True),
-    _latency("median", "ttft", "TTFT"),
-    _latency("p99", "ttft", "TTFT"),
-    _latency("median", "tpot", "TPOT"),
-    _latency("p99", "tpot", "TPOT"),
-    _latency("median", "itl", "ITL"),
-    _latency("p99", "itl", "ITL"),
-    _latency("median", "e2el", "E2EL"),
-    _latency("p99", "e2el", "E2EL"),
+    _scalar("output_throughput"),
+    _scalar("request_throughput"),
+    _scalar("total_token_throughput"),
+    *(
+        _latency(stat, metric)
+        for metric in ("ttft", "tpot", "itl", "e2el")
+        for stat in ("median", "p99")
+    ),
 )
 METRICS_BY_COLUMN = {m.column: m for m in COMPARED_METRICS}
 

@@ -1,11 +1,11 @@
-"""Result files: the vLLM and MAX JSON dialects, the raw per-request log, atomic writes,
-secret scrubbing and the per-dialect exit policy."""
+"""Result files: documents in each dialect's format (written by ``sonic.dialects``), the raw
+per-request log, atomic writes, secret scrubbing and the dialect's exit policy."""
 
 from __future__ import annotations
 
-from sonic.results.dialects import (
+from sonic.dialects.vllm import DETAILED_KEYS as VLLM_DETAILED_KEYS
+from sonic.results.document import (
     SONIC_KEY,
-    VLLM_DETAILED_KEYS,
     add_telemetry,
     build_max_result,
     build_result,

@@ -21,41 +21,20 @@ from sonic.errors import SonicError
 from sonic.metrics import BenchmarkMetrics
 from sonic.records import RunRecords
 from sonic.results.info import RunInfo
-from sonic.results.policy import check_dialect
 from sonic.results.secrets import scrub_text
 
 RAW_SUFFIX = ".requests.jsonl"
 
 
-def _rate_str(rate: float) -> str:
-    return str(float(rate))
+def result_filename(dialect: Any, info: RunInfo, when: datetime | None = None) -> str:
+    """The default file name of ``dialect`` (a Dialect or its name)."""
+    from sonic import dialects
 
-
-def result_filename(dialect: str, info: RunInfo, when: datetime | None = None) -> str:
-    """The default file name of each dialect.
-
-    vLLM: ``{label}-{rate}qps[-concurrency{N}]-{model}-{%Y%m%d-%H%M%S}.json`` (label defaults to
-    the backend; ramp-up: ``{label}-ramp-up-{strategy}-{start}qps-{end}qps...``).
-    MAX: ``{backend}-{rate}qps[-concurrency{N}]-{model}-{%Y-%m-%d %H:%M:%S}.json``.
-    """
-    when = when or info.date
-    base_model = info.model_id.split("/")[-1]
-    mc = f"-concurrency{info.max_concurrency}" if info.max_concurrency is not None else ""
-    if check_dialect(dialect) == "vllm":
-        label = info.label or info.backend
-        dt = when.strftime("%Y%m%d-%H%M%S")
-        if info.ramp_up_strategy is not None:
-            return (
-                f"{label}-ramp-up-{info.ramp_up_strategy}-{info.ramp_up_start_rps}qps-"
-                f"{info.ramp_up_end_rps}qps{mc}-{base_model}-{dt}.json"
-            )
-        return f"{label}-{_rate_str(info.request_rate)}qps{mc}-{base_model}-{dt}.json"
-    dt = when.strftime("%Y-%m-%d %H:%M:%S")
-    return f"{info.backend}-{_rate_str(info.request_rate)}qps{mc}-{base_model}-{dt}.json"
+    return dialects.get(dialect).result_filename(info, when or info.date)
 
 
 def result_path(
-    dialect: str,
+    dialect: Any,
     info: RunInfo,
     result_dir: str | os.PathLike[str] | None = None,
     result_filename_arg: str | None = None,
@@ -64,6 +43,9 @@ def result_path(
     """Where the result goes: ``--result-filename`` (else the default name) joined under
     ``--result-dir``, which is created. An auto-named MAX file never overwrites an existing
     one: ``-2``, ``-3``, ... are appended as MAX G2 does."""
+    from sonic import dialects
+
+    d = dialects.get(dialect)
     name = result_filename_arg or result_filename(dialect, info, when)
     directory = Path(result_dir) if result_dir else None
     if directory is not None:
@@ -74,7 +56,7 @@ def result_path(
                 f"cannot create result directory {directory}: {exc.strerror}"
             ) from None
     path = directory / name if directory is not None else Path(name)
-    if dialect == "max" and not result_filename_arg:
+    if d.unique_auto_names and not result_filename_arg:
         stem = path.name[: -len(".json")]
         k = 1
         while path.exists():
@@ -135,16 +117,25 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def dumps(doc: Any, secrets: Iterable[str] = ()) -> str:
-    """Strict JSON (no NaN/Infinity) with secret values scrubbed."""
-    try:
-        text = json.dumps(doc, allow_nan=False)
-    except ValueError as exc:  # a NaN slipped through: a bug, but never write invalid JSON
-        raise SonicError(f"result contains a non-finite number: {exc}") from None
-    return scrub_text(text, secrets)
+    """JSON with secret values scrubbed. No NaN ever; an infinity only where a dialect puts
+    one on purpose (vLLM's ``burstiness``, written as ``Infinity`` as Python's json does)."""
+    _check_no_nan(doc)
+    return scrub_text(json.dumps(doc, allow_nan=True), secrets)
+
+
+def _check_no_nan(obj: Any, where: str = "") -> None:
+    if isinstance(obj, float) and obj != obj:
+        raise SonicError(f"result contains NaN at {where or 'top level'}")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_no_nan(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_no_nan(v, f"{where}[{i}]")
 
 
 def save_result(
-    dialect: str,
+    dialect: Any,
     doc: dict[str, Any],
     path: str | os.PathLike[str],
     *,
@@ -157,7 +148,9 @@ def save_result(
     holds; the whole file is still replaced atomically. Otherwise, in the MAX dialect an
     existing file is first kept as ``<file>.orig`` (MAX G2+); vLLM overwrites.
     """
-    check_dialect(dialect)
+    from sonic import dialects
+
+    d = dialects.get(dialect)
     target = Path(path)
     text = dumps(doc, secrets)
     if append:
@@ -167,7 +160,7 @@ def save_result(
             raise SonicError(f"cannot read {target} to append: {exc.strerror}") from None
         sep = "\n" if existing and not existing.endswith("\n") else ""
         return write_atomic(target, [existing, sep, text, "\n"])
-    if dialect == "max" and target.is_file():
+    if d.keep_overwritten and target.is_file():
         try:
             os.replace(target, target.with_name(target.name + ".orig"))
         except OSError as exc:

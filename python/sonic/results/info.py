@@ -57,3 +57,28 @@ def parse_metadata(items: Sequence[str] | None) -> dict[str, str]:
             raise SonicError(f"bad --metadata item {item!r}: expected KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
+
+
+def rps_change_events(
+    strategy: str, start_rps: float, end_rps: float, records: Any
+) -> list[dict[str, Any]]:
+    """vLLM's ``rps_change_events`` of a ramp-up run: one ``{"rps", "timestamp"}`` entry each
+    time the ramp's rate passes a whole number, stamped with the wall-clock time at which the
+    request that carried it was due. The rate of request i follows the schedule's own rule
+    (linear or exponential in i / (N - 1))."""
+    n = int(records.n)
+    events: list[dict[str, Any]] = []
+    last = int(start_rps)
+    for i in range(n):
+        progress = i / max(n - 1, 1)
+        if strategy == "exponential" and start_rps > 0:
+            rate = start_rps * (end_rps / start_rps) ** progress
+        else:
+            rate = start_rps + (end_rps - start_rps) * progress
+        whole = int(rate)
+        if whole > last:
+            ns = int(records.t0_unix_ns) + int(records.intended_ns[i])
+            stamp = datetime.fromtimestamp(ns / 1e9).isoformat()
+            events += [{"rps": r, "timestamp": stamp} for r in range(last + 1, whole + 1)]
+            last = whole
+    return events

@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sonic import dialects
 from sonic.errors import SonicError
 from sonic.suite.install import InstallSpec, canonical_name
 from sonic.suite.tomlfile import Table as _Table
 from sonic.suite.tomlfile import read_toml, suggest, type_name
 
 DATASETS = ("sharegpt", "sonnet", "random", "code_debug", "custom", "hf")
-COMPATS = ("vllm", "max")
 DEVICES = ("cpu", "gpu")
 # The original suite's scenarios (compat.md 1.4): full = 0.5…8 req/s × 100, quick = 1, 2 × 50.
 FULL_RATES = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -274,7 +274,7 @@ def _client(t: _Table, *, with_compat: bool = True) -> ClientOptions:
     if extra is not None and not isinstance(extra, dict):
         raise t.fail("extra_body", f"expected a table, got {type_name(extra)}")
     c = ClientOptions(
-        compat=t.string("compat", choices=COMPATS) if with_compat else None,
+        compat=t.string("compat", choices=dialects.names()) if with_compat else None,
         output_len=t.integer("output_len", minimum=1),
         max_output_len=t.integer("max_output_len", minimum=1),
         ignore_eos=t.boolean("ignore_eos"),
@@ -448,7 +448,14 @@ def _install(t: _Table) -> InstallSpec | None:
 
 
 def _client_table(t: _Table) -> ClientOptions:
-    c = _client(t)
+    """An engine's ``client`` table. Its ``compat`` is refused: every engine of a suite is
+    measured under the suite's (or the scenario's) one dialect, so no engine gets other rules."""
+    if t.raw("compat") is not None:
+        raise t.fail(
+            "compat",
+            "every engine is measured under one dialect; set compat in [suite] or a scenario",
+        )
+    c = _client(t, with_compat=False)
     t.done()
     return c
 
@@ -528,7 +535,8 @@ def parse_config(data: dict[str, Any], path: Path) -> SuiteConfig:
     name = suite_t.string("name", path.stem) or path.stem
     _name(suite_t, name, "suite")
     seed = suite_t.integer("seed", 0, minimum=0) or 0
-    compat = suite_t.string("compat", "vllm", choices=COMPATS) or "vllm"
+    compat = suite_t.string("compat", dialects.DEFAULT, choices=dialects.names())
+    compat = compat or dialects.DEFAULT
     model = suite_t.string("model")
     tokenizer = suite_t.string("tokenizer")
     trust = bool(suite_t.boolean("trust_remote_code", False))

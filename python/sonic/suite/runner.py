@@ -494,7 +494,7 @@ class SuiteRunner:
             "file": None,
             "raw_file": None,
             "error": None,
-            "dialect": args.profile.json_dialect,
+            "dialect": args.dialect.name,
             "fingerprint": wl.fingerprint,
             "simulated": session.simulated,
             "started_at": now_iso(),

@@ -405,9 +405,9 @@ def client_signature(args: Any, wl: Workload) -> dict[str, Any]:
     """What decides a request besides its prompt, per field, for comparison across engines."""
     body = args.static_body()
     sampling = {k: val for k, val in body.items() if k not in ("ignore_eos", "stream_options")}
-    rules = args.profile.describe()
+    rules = args.dialect.describe()
     return {
-        "rules": {k: rules[k] for k in sorted(rules) if k != "json_dialect"},
+        "rules": {k: rules[k] for k in sorted(rules)},
         "api": args.target.api,
         "tokenizer": args.target.tokenizer,
         "ignore_eos": args.sampling.ignore_eos,

@@ -43,7 +43,8 @@ def _samples_key(args: RunArgs) -> str:
         "tokenizer": str(args.target.tokenizer or args.target.model),
         "trust_remote_code": args.target.trust_remote_code,
         "dataset": dataclasses.asdict(args.dataset),
-        "compat": "max" if args.profile.name.startswith("max") else "vllm",
+        # Prompts depend on the dialect only through its dataset rules.
+        "dataset_rules": dataclasses.asdict(args.dialect.dataset_rules),
         "chat": args.target.api == "chat",
     }
     return json.dumps(doc, sort_keys=True, default=str)
