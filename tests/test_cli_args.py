@@ -200,7 +200,7 @@ def test_max_defaults():
     assert args.traffic.arrival == "sequential"
     assert args.traffic.test_prompt is True
     assert args.sampling.temperature == 0.0
-    assert args.sampling.ignore_eos is True  # G1 completions always ignore EOS
+    assert args.sampling.ignore_eos is True  # MAX July 2025 completions always ignore EOS
     assert args.metrics.metric_percentiles == (90.0, 95.0, 99.0)
     assert "e2el" in args.metrics.percentile_metrics
 
@@ -397,7 +397,7 @@ def test_every_accepted_flag_is_listed(flag):
 
 
 def test_table_covers_compat_minimum():
-    # compat.md Part 5 item 2: flags a drop-in tool must accept.
+    # Flags a drop-in tool must accept.
     minimum = """--backend --base-url --host --port --endpoint --model --tokenizer
     --trust-remote-code --dataset-name --dataset-path --num-prompts --request-rate --burstiness
     --max-concurrency --seed --disable-tqdm --save-result --save-detailed --append-result

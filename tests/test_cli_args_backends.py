@@ -1,4 +1,4 @@
-"""Backend names, endpoint-suffix routing and G2's `-chat` resolution."""
+"""Backend names, endpoint-suffix routing and MAX August 2025's `-chat` resolution."""
 
 from __future__ import annotations
 

@@ -297,7 +297,7 @@ def test_random_max_range_semantics(tokenizer):
     lens = [x.prompt_len for x in ranged]
     assert all(50 <= n <= L for n in lens) and min(lens) < 60 and max(lens) > 90
     assert all(10 <= x.expected_output_len <= OUT for x in ranged)
-    # Same draws as MAX G1 after np.random.seed(seed).
+    # Same draws as MAX July 2025 after np.random.seed(seed).
     state = np.random.get_state()
     np.random.seed(0)
     expected = np.random.randint(50, L + 1, size=300)

@@ -403,7 +403,7 @@ def test_all_failed_run_has_no_latency_samples():
 
 
 def _reference(req: Req, rules: MetricRules) -> dict[str, float | None]:
-    """Straight-line per-request definitions from compat.md, one chunk at a time."""
+    """Straight-line per-request definitions of each tool, one chunk at a time."""
     choice = (CHUNK_TEXT, CHUNK_EMPTY_CHOICE)
     ttft_kinds = choice if rules.ttft_rule == "first_choice" else (CHUNK_TEXT,)
     itl_kinds = choice if rules.itl_rule == "choice" else (CHUNK_TEXT,)
@@ -493,7 +493,7 @@ def test_unknown_rule_is_rejected():
         MetricRules.for_compat("sglang")
 
 
-# ------------------------------------------------------------------ skip rules (MAX G2/G3)
+# ------------------------------------------------------------------ skip rules (MAX 2025/2026)
 
 
 def _four_requests() -> RunRecords:

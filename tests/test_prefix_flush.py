@@ -22,14 +22,14 @@ def _run(url: str, tmp_path: Path, name: str, *extra: str):
     return cp, json.loads((tmp_path / name).read_text())["sonic"]["prefix_cache_flushed"]
 
 
-def test_flush_is_reported(tmp_path: Path):
-    # The 2025 MAX script never flushed; vLLM does not either.
+def test_flush_is_on_for_max_benchmark_and_reported(tmp_path: Path):
+    # `max benchmark` flushes by default; the 2025 MAX script and vLLM never did.
+    assert parse_run_args(["--compat", "max-benchmark", "--model", "m"]).traffic.flush_prefix_cache
     assert not parse_run_args(["--backend", "modular", "--model", "m"]).traffic.flush_prefix_cache
     assert not parse_run_args(["--model", "m"]).traffic.flush_prefix_cache
     with sim_process() as url:
-        cp, flushed = _run(
-            url, tmp_path, "max.json", "--backend", "modular", "--flush-prefix-cache"
-        )
+        cp, flushed = _run(url, tmp_path, "max.json", "--compat", "max-benchmark",
+                           "--endpoint", "/v1/completions")  # fmt: skip
         assert flushed is True and "flush-prefix-cache" not in cp.stderr
         # SGLang's path is /flush_cache, which this engine does not serve: said, not fatal.
         cp, flushed = _run(url, tmp_path, "sgl.json", "--backend", "sglang", "--flush-prefix-cache")

@@ -1,4 +1,4 @@
-"""Result files: key-exact dialects (golden lists from compat.md), atomic writes, file names,
+"""Result files: key-exact dialects (golden lists), atomic writes, file names,
 appending, the raw per-request log, secrets and the exit policy."""
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_max_reversed_throughput_percentiles_and_concurrency_overwrite():
     per_req = sorted(x for x in m.requests.output_throughput if not math.isnan(x))
     assert doc["p99_output_throughput"] < doc["median_output_throughput"]
     assert doc["p99_output_throughput"] == pytest.approx(float(_np_percentile(per_req, 1)))
-    assert doc["max_concurrency"] == 3  # unbounded: G2 writes the request count
+    assert doc["max_concurrency"] == 3  # unbounded: MAX August 2025 writes the request count
     assert build_max_result(m, info(max_concurrency=2))["max_concurrency"] == 2
 
 
@@ -252,7 +252,7 @@ def test_max_never_overwrites_silently(tmp_path):
     save_result("max", build_max_result(m, i), first)
     second = result_path("max", i, result_dir=tmp_path)
     assert second.name.endswith("-2.json") and second != first
-    # An explicit name that exists is kept as .orig (MAX G2+).
+    # An explicit name that exists is kept as .orig (MAX August 2025 and later).
     explicit = result_path("max", i, result_dir=tmp_path, result_filename_arg=first.name)
     save_result("max", {"x": 1}, explicit)
     assert json.loads(first.read_text()) == {"x": 1}
@@ -397,7 +397,7 @@ def test_failures_are_saved_as_partial_results_with_dialect_exit_codes(tmp_path)
     assert doc["sonic"]["error_counts"] == {"HTTP 500: fail 0": 1, "HTTP 500: fail 1": 1}
     mdoc = build_max_result(m_max, info(num_prompts=5, backend="modular"))
     assert mdoc["failures"] == 2 and mdoc["sonic"]["partial"] is True
-    # MAX G1 also fails a run where fewer than --num-prompts completed.
+    # MAX July 2025 also fails a run where fewer than --num-prompts completed.
     assert run_outcome("max", run_metrics(MAX), num_prompts=4).exit_code == 1
     assert run_outcome("max", run_metrics(MAX), num_prompts=3).exit_code == 0
 

@@ -120,8 +120,9 @@ def test_errors_name_the_key(tmp_path, snippet, expected):
 
 
 def test_suite_level_errors(tmp_path):
-    assert "suite.compat: expected one of vllm, max, got 'maxx'; did you mean 'max'?" in error_of(
-        tmp_path, MINIMAL.replace('name = "t"', 'name = "t"\ncompat = "maxx"')
+    assert (
+        "suite.compat: expected one of vllm, max, max-benchmark, got 'maxx'; did you mean 'max'?"
+        in error_of(tmp_path, MINIMAL.replace('name = "t"', 'name = "t"\ncompat = "maxx"'))
     )
     assert "suite.seed: expected an integer, got 1.5" in error_of(
         tmp_path, MINIMAL.replace('name = "t"', 'name = "t"\nseed = 1.5')

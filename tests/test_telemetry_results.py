@@ -59,7 +59,7 @@ def test_max_keys_are_lists_and_empty_without_a_gpu():
 def test_max_keys_untouched_when_not_collected():
     doc = _max_doc()
     add_telemetry(doc, "max", _result(gpu_requested=False), output_tokens=50)
-    assert doc["peak_gpu_memory_mib"] == 0.0  # G1: 0 when not collected
+    assert doc["peak_gpu_memory_mib"] == 0.0  # MAX July 2025: 0 when not collected
 
 
 def test_max_keys_per_gpu_and_tokens_per_joule():
@@ -125,6 +125,8 @@ def test_flags_defaults_per_profile():
     assert vllm.server_metrics_url == "http://h:9/metrics" and vllm.gpu_sample_hz == 10.0
     mx = parse_run_args(["--backend", "modular", "--model", "m"]).output
     assert mx.collect_gpu_stats is False  # MAX's 2025 script: only when asked
+    mb = parse_run_args(["--compat", "max-benchmark", "--model", "m"]).output
+    assert mb.collect_gpu_stats is True and mb.collect_cpu_stats is True  # `max benchmark`
     off = parse_run_args(
         [
             "--backend",

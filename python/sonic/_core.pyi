@@ -5,10 +5,13 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from sonic.errors import SonicError
+
 __version__: str
 
-class CoreError(Exception):
-    """Bad configuration handed to the core (message says which field and why)."""
+class CoreError(SonicError):
+    """Bad configuration handed to the core (message says which field and why). A
+    ``SonicError``, so the CLI reports it as one line with exit code 2."""
 
 # ---------------------------------------------------------------- simulated engine
 

@@ -367,6 +367,7 @@ def run_point(
 
     dialect = args.dialect
     rules = dialect.metric_rules
+    first, last = skip_counts(args)
     metrics = compute_metrics(
         records,
         rules,
@@ -374,11 +375,7 @@ def run_point(
         count_tokens=token_counter(tokenizer),
         goodput=args.metrics.goodput,
         percentiles=args.metrics.metric_percentiles,
-        skip=SkipRules(
-            first=args.metrics.skip_first_n_requests,
-            last=args.metrics.skip_last_n_requests,
-            ttft=args.metrics.ttft_skip_requests,
-        ),
+        skip=SkipRules(first=first, last=last, ttft=args.metrics.ttft_skip_requests),
     )
     info = make_info(args, simulated=simulated, records=records)
     outcome = dialect.outcome(metrics, args.dataset.num_prompts)
@@ -445,6 +442,20 @@ def run_point(
     )
 
 
+def skip_counts(args: RunArgs) -> tuple[int, int]:
+    """--skip-first/last-n-requests of this run point, unset ones from the dialect."""
+    tr, m, d = args.traffic, args.metrics, args.dialect
+    rate, mc = tr.request_rate, tr.max_concurrency
+    first = d.resolve_skip(m.skip_first_n_requests, rate, mc)
+    last = d.resolve_skip(m.skip_last_n_requests, rate, mc)
+    if first + last >= args.dataset.num_prompts:
+        raise SonicError(
+            f"skipping the first {first} and last {last} requests (max-concurrency {mc}) leaves "
+            f"none of the {args.dataset.num_prompts} requests to measure; raise --num-prompts"
+        )
+    return first, last
+
+
 def _telemetry_session(args: RunArgs):
     from sonic.telemetry import TelemetrySession
 
@@ -499,6 +510,8 @@ def make_info(args: RunArgs, *, simulated: bool, records=None):
         metric_percentiles=list(m.metric_percentiles),
         save_detailed=o.save_detailed,
         simulated=simulated,
+        skip_first_n_requests=skip_counts(args)[0],
+        skip_last_n_requests=skip_counts(args)[1],
         rps_change_events=None
         if records is None or not tr.ramp_up_strategy
         else rps_change_events(

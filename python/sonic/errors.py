@@ -2,6 +2,9 @@
 
 
 class SonicError(Exception):
-    """An error caused by the user's input or environment, reported without a traceback."""
+    """An error caused by the user's input or environment, reported without a traceback.
+
+    The Rust core's ``sonic._core.CoreError`` (a configuration the core rejects) subclasses it.
+    """
 
     exit_code = 2

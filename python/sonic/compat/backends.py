@@ -1,8 +1,9 @@
 """Backend names and how an endpoint picks the API a request speaks.
 
-As in MAX G3, the endpoint's suffix decides the request format, not the backend name: the name
-only chooses a default endpoint and labels the result. G2's habit of turning ``vllm`` into
-``vllm-chat`` on a chat endpoint is kept, without G2's "vllm-chat-chat" failure.
+As in MAX 2026, the endpoint's suffix decides the request format, not the backend name: the
+name only chooses a default endpoint and labels the result. MAX August 2025's habit of turning
+``vllm`` into ``vllm-chat`` on a chat endpoint is kept (where the dialect asks for it), without
+that script's "vllm-chat-chat" failure.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ CHAT_ENDPOINT = "/v1/chat/completions"
 TGI_ENDPOINT = "/generate_stream"
 TRTLLM_ENDPOINT = "/v2/models/ensemble/generate_stream"
 
-# Every accepted backend name and its default endpoint (compat.md Part 5 item 3, plus MAX G3's
+# Every accepted backend name and its default endpoint (plus MAX 2026's
 # atom-chat). Names that speak OpenAI's APIs default to completions unless they are "-chat".
 BACKENDS: dict[str, str] = {
     "openai": COMPLETIONS_ENDPOINT,
@@ -105,7 +106,7 @@ def default_endpoint(backend: str) -> str:
 
 
 def route_endpoint(endpoint: str) -> str:
-    """The API kind an endpoint speaks, decided by its suffix (MAX G3's rule).
+    """The API kind an endpoint speaks, decided by its suffix (MAX 2026's rule).
 
     ``.../chat/completions`` -> chat; ``.../completions`` or ``.../profile`` -> completions;
     ``/v2/models/<name>/generate_stream`` -> trtllm; any other ``.../generate_stream`` -> tgi.
@@ -127,8 +128,8 @@ def route_endpoint(endpoint: str) -> str:
 
 
 def chat_variant(backend: str) -> str:
-    """The ``-chat`` sibling of a backend (G2's resolution), or the name itself when it has
-    none or already is one (so ``vllm-chat`` never becomes ``vllm-chat-chat``)."""
+    """The ``-chat`` sibling of a backend (MAX August 2025's resolution), or the name itself
+    when it has none or already is one (so ``vllm-chat`` never becomes ``vllm-chat-chat``)."""
     if backend.endswith("-chat"):
         return backend
     sibling = f"{backend}-chat"
@@ -148,8 +149,8 @@ class Route:
 def resolve_route(backend: str, endpoint: str | None) -> Route:
     """Pick the endpoint (explicit, else the backend's default), route it, and name the backend.
 
-    A chat endpoint turns ``vllm`` into ``vllm-chat`` (G2). A ``-chat`` backend with an explicit
-    non-chat endpoint is contradictory and refused rather than guessed.
+    A chat endpoint turns ``vllm`` into ``vllm-chat`` (MAX August 2025). A ``-chat`` backend
+    with an explicit non-chat endpoint is contradictory and refused rather than guessed.
     """
     requested = check_backend(backend)
     chosen = endpoint if endpoint is not None else default_endpoint(requested)

@@ -1,4 +1,4 @@
-"""Every flag of vLLM `bench serve` and MAX benchmark_serving.py (G1-G3) and what sonic does.
+"""Every flag of vLLM `bench serve` and of MAX's benchmarks (2025 and 2026) and what sonic does.
 
 Each flag has one status:
 
@@ -91,9 +91,8 @@ FLAGS: tuple[Flag, ...] = (
         "--compat",
         "compat",
         "sonic",
-        "conventions to reproduce: vllm (vLLM `bench serve`), max (MAX benchmark_serving.py, "
-        "2025) or max-benchmark (MAX `max benchmark`, 2026); default max for --backend "
-        "modular/modular-chat, else vllm",
+        "whose conventions to reproduce: one of the dialects listed at the top; default max "
+        "for --backend modular/modular-chat, else vllm",
         metavar="NAME",
     ),
     # --- server and endpoint -------------------------------------------------------------
@@ -195,7 +194,8 @@ FLAGS: tuple[Flag, ...] = (
         "--dataset",
         "dataset",
         "max",
-        "deprecated (MAX G1): a ShareGPT file; same as --dataset-name sharegpt --dataset-path",
+        "deprecated (MAX July 2025): a ShareGPT file; same as --dataset-name sharegpt "
+        "--dataset-path",
         metavar="PATH",
     ),
     _impl("--num-prompts", "dataset", "both", "number of requests", metavar="N"),
@@ -305,7 +305,7 @@ FLAGS: tuple[Flag, ...] = (
         "--request-rate",
         "traffic",
         "both",
-        "requests/s (Poisson with --burstiness 1) or inf; a comma list sweeps (G3)",
+        "requests/s (Poisson with --burstiness 1) or inf; a comma list sweeps (MAX 2026)",
         metavar="R[,R..]",
         default="inf",
     ),
@@ -322,7 +322,7 @@ FLAGS: tuple[Flag, ...] = (
         "traffic",
         "both",
         "cap on requests in flight (never delays the arrival schedule); none = unbounded; "
-        "a comma list sweeps (G3)",
+        "a comma list sweeps (MAX 2026)",
         metavar="N[,N..]",
         default="none",
     ),
@@ -389,7 +389,15 @@ FLAGS: tuple[Flag, ...] = (
         "--ignore-eos",
         "sampling",
         "vllm",
-        "ask the server to ignore EOS; vllm: forced on for random; max: always on for completions",
+        "ask the server to ignore EOS; vllm: forced on for random; max: always on for "
+        "completions; max-benchmark: on unless --disable-ignore-eos",
+        "bool",
+    ),
+    _impl(
+        "--disable-ignore-eos",
+        "sampling",
+        "max",
+        "do not send ignore_eos (max-benchmark sends it by default)",
         "bool",
     ),
     _impl("--logprobs", "sampling", "vllm", "logprobs per token to request", metavar="N"),
@@ -404,7 +412,7 @@ FLAGS: tuple[Flag, ...] = (
         "--chat-template-kwargs",
         "sampling",
         "vllm",
-        "JSON object sent as chat_template_kwargs (chat API)",
+        "JSON object of variables for the client-side chat template (custom, hf datasets)",
         metavar="JSON",
     ),
     # --- metrics ---------------------------------------------------------------------------
@@ -434,7 +442,7 @@ FLAGS: tuple[Flag, ...] = (
         "--ttft-skip-requests",
         "metrics",
         "max",
-        "leave the first N requests out of TTFT and throughput distributions (G2)",
+        "leave the first N requests out of TTFT and throughput distributions (MAX August 2025)",
         metavar="N",
         default="0",
     ),
@@ -442,7 +450,7 @@ FLAGS: tuple[Flag, ...] = (
         "--skip-first-n-requests",
         "metrics",
         "max",
-        "leave the first N submitted requests out of every aggregate (G3)",
+        "leave the first N submitted requests out of every aggregate (MAX 2026)",
         metavar="N",
         default="0",
     ),
@@ -450,7 +458,7 @@ FLAGS: tuple[Flag, ...] = (
         "--skip-last-n-requests",
         "metrics",
         "max",
-        "leave the last N completed requests out of every aggregate (G3)",
+        "leave the last N completed requests out of every aggregate (MAX 2026)",
         metavar="N",
         default="0",
     ),
@@ -566,7 +574,7 @@ FLAGS: tuple[Flag, ...] = (
     _acc("--timeline-itl-thresholds", "vllm", "plots are not drawn"),
     _acc("--log-dir", "max", "sonic writes no log files"),
     _acc("--print-workload-stats", "max", "console output", "bool"),
-    _acc("--latency-percentiles", "max", "MAX G3 CSV output only"),
+    _acc("--latency-percentiles", "max", "MAX 2026 CSV output only"),
     _acc("--dataset-mode", "max", "--dataset-path already says local vs Hub"),
     _acc("--tokenizer-local-files-only", "max", "where the tokenizer is loaded from", "bool"),
     _acc("--record-request-text", "max", "generated texts are kept with --save-detailed", "bool"),
@@ -756,12 +764,14 @@ FLAGS: tuple[Flag, ...] = (
     _ref(
         "--random-coefficient-of-variation",
         "max",
-        "MAX G2's normal-distributed random lengths are not implemented; use --random-range-ratio",
+        "MAX August 2025's normal-distributed random lengths are not implemented; use "
+        "--random-range-ratio",
     ),
     _ref(
         "--random-distribution-type",
         "max",
-        "MAX G2's random length distributions are not implemented; use --random-range-ratio",
+        "MAX August 2025's random length distributions are not implemented; use "
+        "--random-range-ratio",
     ),
     _ref("--random-image-size", "max", "image prompts are not implemented", harmless=("",)),
     _ref("--random-image-count", "max", "image prompts are not implemented", harmless=("0",)),
@@ -780,12 +790,12 @@ FLAGS: tuple[Flag, ...] = (
     _ref(
         "--workload-config",
         "max",
-        "MAX G3 workload YAML files are not implemented; pass the flags instead",
+        "MAX 2026 workload YAML files are not implemented; pass the flags instead",
     ),
     _ref(
         "--config-file",
         "max",
-        "MAX G3 config YAML files are not implemented; pass the flags instead",
+        "MAX 2026 config YAML files are not implemented; pass the flags instead",
     ),
     _ref("--force-unique-runs", "max", "prompt uniquification is not implemented", "bool", _FALSE),
     _ref(
@@ -798,14 +808,14 @@ FLAGS: tuple[Flag, ...] = (
     _ref(
         "--warmup-to-steady-state",
         "max",
-        "MAX G3 steady-state warm-up and windowing is not implemented",
+        "MAX 2026 steady-state warm-up and windowing is not implemented",
         "bool",
         _FALSE,
     ),
     _ref(
         "--warmup-delay-biased",
         "max",
-        "MAX G3 biased warm-up delays are not implemented",
+        "MAX 2026 biased warm-up delays are not implemented",
         "bool",
         _FALSE,
     ),

@@ -13,7 +13,7 @@ WIDTH = 100
 LEFT = 32
 
 INTRO = """\
-usage: sonic run [--compat {{{names}}}] [FLAGS...]      (also: python -m sonic [FLAGS...])
+usage: sonic run [--compat NAME] [FLAGS...]      (also: python -m sonic [FLAGS...])
 
 Run one benchmark against a serving engine. Takes the flags of vLLM `bench serve` and of MAX's
 benchmarks; `--flag value` and `--flag=value` both work, and boolean flags also take
@@ -25,7 +25,7 @@ console labels and the exit/save policy of one tool:"""
 
 
 def _intro() -> str:
-    lines = [INTRO.format(names=",".join(dialects.names()))]
+    lines = [INTRO]
     for d in dialects.all_dialects():
         text = f"{d.name:<13} {d.title}: {d.summary}"
         lines.append(_fill(text, WIDTH - 2, initial_indent="  ", subsequent_indent=" " * 16))

@@ -13,6 +13,8 @@ import difflib
 import math
 import secrets
 import sys
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -124,11 +126,20 @@ def _is_harmless(flag: Flag, value: Any) -> bool:
 
 
 class _Raw:
-    """Raw flag strings by dest, with typed accessors that name the flag in errors."""
+    """Raw flag strings by dest, with typed accessors that name the flag in errors. A flag
+    not given takes the dialect's default for it when the dialect sets one (of the accessor's
+    type), else the accessor's own default."""
 
-    def __init__(self, ns: dict[str, Any]) -> None:
+    def __init__(self, ns: dict[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
         self.ns = ns
         self.by_dest = {f.dest: f for f in FLAGS}
+        self.defaults: Mapping[str, Any] = defaults or {}
+
+    def _default(self, dest: str, default: Any, kinds: tuple[type, ...]) -> Any:
+        value = self.defaults.get(dest)
+        if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+            return value
+        return default
 
     def given(self, dest: str) -> bool:
         return self.ns.get(dest) is not None
@@ -138,25 +149,27 @@ class _Raw:
 
     def text(self, dest: str, default: str | None = None) -> str | None:
         value = self.ns.get(dest)
-        return default if value is None else value
+        return self._default(dest, default, (str,)) if value is None else value
 
     def items(self, dest: str) -> list[str] | None:
         return self.ns.get(dest)
 
     def flag(self, dest: str, default: bool = False) -> bool:
         value = self.ns.get(dest)
-        return default if value is None else V.parse_bool(self.name(dest), value)
+        if value is None:
+            return self._default(dest, default, (bool,))
+        return V.parse_bool(self.name(dest), value)
 
     def integer(self, dest: str, default: int | None, minimum: int | None = None) -> int | None:
         value = self.ns.get(dest)
         if value is None:
-            return default
+            return self._default(dest, default, (int,))
         return V.parse_int(self.name(dest), value, minimum)
 
     def number(self, dest: str, default: float | None, **checks: bool) -> float | None:
         value = self.ns.get(dest)
         if value is None:
-            return default
+            return self._default(dest, default, (int, float))
         return V.parse_float(self.name(dest), value, **checks)
 
 
@@ -193,6 +206,7 @@ def parse_run_args(argv: list[str]) -> RunArgs:
         ignored.append(flag.name)
 
     dialect = dialects.select(raw.text("compat"), raw.text("backend"))
+    raw.defaults = dialect.defaults
     for dest, reason in dialect.refused.items():
         if raw.given(dest):
             raise SonicError(
@@ -242,7 +256,12 @@ def _format_host(host: str) -> str:
 
 
 def _target(raw: _Raw, dialect: Dialect) -> TargetArgs:
-    route = resolve_route(raw.text("backend", dialect.default("backend")), raw.text("endpoint"))
+    route = resolve_route(
+        raw.text("backend", dialect.default("backend")),
+        raw.text("endpoint", dialect.default("endpoint")),
+    )
+    if not dialect.chat_backend_suffix:  # the backend keeps its name on a chat endpoint
+        route = replace(route, backend=route.requested_backend)
     host = raw.text("host", dialect.default("host")).strip()
     if not host or any(c in host for c in "/ \t"):
         raise SonicError(f"--host: expected a host name or address, got {host!r}")
@@ -478,7 +497,11 @@ def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
         ramp_up_start_rps=start,
         ramp_up_end_rps=end,
         arrival=dialect.arrival,
-        max_benchmark_duration_s=raw.number("max_benchmark_duration_s", None, positive=True),
+        max_benchmark_duration_s=raw.number(
+            "max_benchmark_duration_s",
+            None if raw.given("num_prompts") else dialect.duration_cap_without_num_prompts_s,
+            positive=True,
+        ),
         num_warmups=raw.integer("num_warmups", 0, minimum=0),
         test_prompt=test_prompt,
         ready_check_timeout_s=ready,
@@ -512,9 +535,15 @@ def _sampling(
 
     if raw.given("ignore_eos"):
         ignore_eos = raw.flag("ignore_eos")
+        if raw.given("disable_ignore_eos") and ignore_eos and raw.flag("disable_ignore_eos"):
+            raise SonicError("--ignore-eos contradicts --disable-ignore-eos")
+    elif raw.given("disable_ignore_eos"):
+        ignore_eos = not raw.flag("disable_ignore_eos")
+    elif dialect.ignore_eos_policy == "always":
+        ignore_eos = openai_api
     elif dialect.ignore_eos_policy == "completions":
         ignore_eos = target.api == "completions"
-    else:  # flag_or_random: vLLM forces it for random prompts on OpenAI APIs
+    else:  # "flag_or_random" (checked by Dialect): vLLM forces it for random prompts
         ignore_eos = dataset.name == "random" and openai_api
 
     extra_text = raw.text("extra_body")
@@ -559,13 +588,14 @@ def _metrics(raw: _Raw, dialect: Dialect, dataset: DatasetArgs) -> MetricsArgs:
         percentiles = tuple(parse_metric_percentiles(pct_text))
     goodput_items = raw.items("goodput")
     goodput = None if goodput_items is None else parse_goodput(goodput_items)
-    first = raw.integer("skip_first_n_requests", 0, minimum=0)
-    last = raw.integer("skip_last_n_requests", 0, minimum=0)
+    # None: the dialect decides per run point (MAX 2026 skips max_concurrency at rate inf).
+    first = raw.integer("skip_first_n_requests", None, minimum=0)
+    last = raw.integer("skip_last_n_requests", None, minimum=0)
     ttft_skip = raw.integer("ttft_skip_requests", 0, minimum=0)
-    if first + last >= dataset.num_prompts:
+    if (first or 0) + (last or 0) >= dataset.num_prompts:
         raise SonicError(
-            f"--skip-first-n-requests {first} + --skip-last-n-requests {last} leave none of "
-            f"the {dataset.num_prompts} requests to measure"
+            f"--skip-first-n-requests {first or 0} + --skip-last-n-requests {last or 0} leave "
+            f"none of the {dataset.num_prompts} requests to measure"
         )
     if ttft_skip >= dataset.num_prompts:
         raise SonicError(

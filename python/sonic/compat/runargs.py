@@ -23,7 +23,7 @@ REDACTED = "<redacted>"
 class TargetArgs:
     """Where requests go and how they are addressed."""
 
-    backend: str  # after G2's -chat resolution; names results
+    backend: str  # after MAX August 2025's -chat resolution; names results
     requested_backend: str  # as given, or the dialect default
     api: str  # completions | chat | tgi | trtllm (decided by the endpoint suffix)
     base_url: str  # scheme://host:port[/prefix], no trailing slash
@@ -84,7 +84,7 @@ class DatasetArgs:
 
 @dataclass(frozen=True)
 class TrafficArgs:
-    """When requests are sent. A list in rates or concurrencies is a MAX G3-style sweep."""
+    """When requests are sent. A list in rates or concurrencies is a MAX 2026-style sweep."""
 
     request_rates: tuple[float, ...]  # math.inf = all at t0
     max_concurrencies: tuple[int | None, ...]  # None = unbounded
@@ -153,8 +153,8 @@ class MetricsArgs:
     metric_percentiles: tuple[float, ...]
     goodput: dict[str, float] | None  # {ttft|tpot|e2el: ms}
     ttft_skip_requests: int
-    skip_first_n_requests: int
-    skip_last_n_requests: int
+    skip_first_n_requests: int | None  # None: the dialect's default for the run point
+    skip_last_n_requests: int | None
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class RunArgs:
     explicit: frozenset[str]  # dests the user set (the rest are defaults)
 
     def points(self) -> Iterator[RunArgs]:
-        """One RunArgs per sweep point: concurrency outer, rate inner (MAX G3's order)."""
+        """One RunArgs per sweep point: concurrency outer, rate inner (MAX 2026's order)."""
         for mc in self.traffic.max_concurrencies:
             for rate in self.traffic.request_rates:
                 yield replace(
@@ -228,7 +228,7 @@ class RunArgs:
                 body["ignore_eos"] = True
             else:
                 body.pop("ignore_eos", None)
-            if self.dialect.body.include_usage:
+            if api in self.dialect.body.include_usage:
                 body["stream_options"] = {"include_usage": True}
             body.update(self.sampling.overrides())
         elif api == "tgi":

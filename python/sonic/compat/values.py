@@ -71,14 +71,14 @@ def _comma_items(flag: str, text: str) -> list[str]:
 
 
 def parse_rate_list(flag: str, text: str) -> tuple[float, ...]:
-    """``10``, ``inf`` or a MAX G3 sweep list ``1,2,inf``; each rate positive."""
+    """``10``, ``inf`` or a MAX 2026 sweep list ``1,2,inf``; each rate positive."""
     return tuple(
         parse_float(flag, item, positive=True, allow_inf=True) for item in _comma_items(flag, text)
     )
 
 
 def parse_concurrency_list(flag: str, text: str) -> tuple[int | None, ...]:
-    """``8``, ``none`` (unbounded) or a MAX G3 sweep list ``1,8,none``; each positive."""
+    """``8``, ``none`` (unbounded) or a MAX 2026 sweep list ``1,8,none``; each positive."""
     out: list[int | None] = []
     for item in _comma_items(flag, text):
         out.append(None if item.lower() == "none" else parse_int(flag, item, minimum=1))
@@ -86,7 +86,7 @@ def parse_concurrency_list(flag: str, text: str) -> tuple[int | None, ...]:
 
 
 def parse_seed(flag: str, text: str) -> tuple[int, bool]:
-    """A seed in [0, 2**32) or ``none`` (MAX G3: draw one); returns (seed, was_drawn)."""
+    """A seed in [0, 2**32) or ``none`` (MAX 2026: draw one); returns (seed, was_drawn)."""
     if text.strip().lower() == "none":
         return secrets.randbelow(SEED_MAX + 1), True
     value = parse_int(flag, text, minimum=0)

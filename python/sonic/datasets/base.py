@@ -75,7 +75,7 @@ class DatasetArgs:
     seed: int = 0
     compat: str = "vllm"
     endpoint_is_chat: bool = False
-    # sharegpt (and code_debug, as in MAX G1)
+    # sharegpt (and code_debug, as in MAX July 2025)
     sharegpt_output_len: int | None = None
     # sonnet
     sonnet_input_len: int = 550
@@ -99,7 +99,7 @@ class DatasetArgs:
     hf_output_len: int | None = None
     hf_text_column: str | None = None
     hf_output_column: str | None = None
-    # code_debug: keep items whose prompt mentions LICENSE (MAX G1) instead of dropping them
+    # code_debug: keep items whose prompt mentions LICENSE (MAX July 2025) instead of dropping them
     code_debug_keep_license: bool = False
     # common
     disable_shuffle: bool = False

@@ -2,14 +2,16 @@
 
 Each JSONL item (``context``, ``input``, ``options`` of four function names, ``answer``) becomes
 InfiniteBench's multiple-choice prompt; the "completion" is the answer letter, so the output
-length is a few tokens unless ``--sharegpt-output-len`` pins it (MAX G1 reuses that flag here).
+length is a few tokens unless ``--sharegpt-output-len`` pins it (MAX July 2025 reuses that flag
+here).
 Items are shuffled with the seed, then those longer than the tokenizer's ``model_max_length``
 (prompt, or prompt + output) are dropped; that limit may be transformers' unbounded sentinel,
 in which case nothing is dropped, as in MAX.
 
-The LICENSE rule: MAX G2 and later drop items whose prompt contains "LICENSE" (license files
-pasted into the context); G1 kept only those, an inverted filter. Both profiles here use the
-G2+ rule; ``DatasetArgs.code_debug_keep_license`` restores G1's.
+The LICENSE rule: MAX August 2025 and later drop items whose prompt contains "LICENSE"
+(license files pasted into the context); MAX July 2025 kept only those, an inverted filter.
+Every dialect here uses the later rule; ``DatasetArgs.code_debug_keep_license`` restores the
+July one.
 
 The file is ``--dataset-path`` or, when absent, ``code_debug.jsonl`` from the Hub dataset
 ``xinrongzhang2022/InfiniteBench``. vLLM has no such dataset; its profile oversamples like its

@@ -9,11 +9,11 @@ Two profiles, each reproducing its tool's numbers for a given seed:
   without special ids, after an optional random ``--random-prefix-len`` prefix shared by all
   prompts. The ids are decoded and re-encoded, then truncated or topped up with random ids
   (up to 10 rounds) so the prompt re-tokenizes to the target; ``prompt_len`` is that count.
-- MAX G1 (``numpy.random.RandomState(seed)``, i.e. ``np.random.seed``): lengths uniform in
+- MAX July 2025 (``numpy.random.RandomState(seed)``, i.e. ``np.random.seed``): lengths uniform in
   ``[int(L*r), L]``, ``r`` in [0, 1], default 1 (fixed lengths); tokens
   ``(offset + i + k) % vocab_size`` (special ids included), decoded once; ``prompt_len`` is the
-  drawn length, not a re-tokenized count. A lower bound of 0 is raised to 1 (G1 could send
-  empty prompts). The optional prefix is drawn first, as in vLLM of that time.
+  drawn length, not a re-tokenized count. A lower bound of 0 is raised to 1 (MAX July 2025 could
+  send empty prompts). The optional prefix is drawn first, as in vLLM of that time.
 """
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ token count of the chat-templated prompt. The text defaults to the sonnets shipp
 - vLLM: extra lines drawn with replacement (``random.choices``); prompts longer than
   ``input_len`` tokens are redrawn; completions endpoints get the chat-templated text, chat
   endpoints the raw text.
-- MAX (G2/G3 rule, the current one): lines drawn without replacement (``random.sample``);
+- MAX (August 2025 and 2026): lines drawn without replacement (``random.sample``);
   ``prefix_len`` must exceed ``base``; chat endpoints get the chat-templated text (so the server
   templates it a second time) and completions endpoints the raw text, the inverse of vLLM.
-  MAX G1 sent templated text everywhere; G2 dropped ``--sonnet-output-len``, here it is kept
-  (default 150; ``None`` leaves the output length to the server, as G2 does).
+  MAX July 2025 sent templated text everywhere; MAX August 2025 dropped ``--sonnet-output-len``,
+  here it is kept (default 150; ``None`` leaves the output length to the server, as that
+  script does).
 """
 
 from __future__ import annotations

@@ -91,9 +91,10 @@ def of_document(doc: dict, hint: str | None = None) -> Dialect:
 
 def _register_builtin() -> None:
     from sonic.dialects.max import MAX
+    from sonic.dialects.max_benchmark import MAX_BENCHMARK
     from sonic.dialects.vllm import VLLM
 
-    for d in (VLLM, MAX):
+    for d in (VLLM, MAX, MAX_BENCHMARK):
         register(d)
 
 

@@ -25,6 +25,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from sonic.results.info import RunInfo
 
 EXIT_INTERRUPTED = 130
+# Settings every dialect must give (the parser has no neutral default for them).
+REQUIRED_DEFAULTS = (
+    "backend",
+    "host",
+    "dataset_name",
+    "seed",
+    "num_prompts",
+    "percentile_metrics",
+    "metric_percentiles",
+)
+IGNORE_EOS_POLICIES = ("flag_or_random", "completions", "always")
+ARRIVALS = ("precomputed", "sequential")
+# OutputArgs flags that may make a dialect write its result file.
+SAVE_TRIGGERS = ("save_result", "append_result", "result_filename", "result_dir", "save_detailed")
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,8 @@ class BodyPolicy:
     """
 
     max_tokens_field: Mapping[str, str] = field(hash=False)
-    include_usage: bool
+    # API kinds whose requests ask for a usage chunk (stream_options.include_usage).
+    include_usage: tuple[str, ...]
     fixed_fields: Mapping[str, Mapping[str, Any]] = field(hash=False)
 
     def fixed(self, api: str) -> dict[str, Any]:
@@ -93,6 +108,11 @@ class Dialect:
     latency_stems: Mapping[str, str] = field(hash=False, default_factory=dict)
     # Flags (dests) this dialect refuses with a reason although other dialects take them.
     refused: Mapping[str, str] = field(hash=False, default_factory=dict)
+    # Whether a chat endpoint renames the backend to its -chat variant in results (vLLM, MAX
+    # 2025) or the backend keeps the name it was given (MAX 2026).
+    chat_backend_suffix: bool = True
+    # --max-benchmark-duration-s when neither it nor --num-prompts is given.
+    duration_cap_without_num_prompts_s: float | None = None
     # Other spellings accepted by --compat.
     aliases: tuple[str, ...] = ()
     # Backends whose users run this tool (the default dialect for them).
@@ -100,6 +120,25 @@ class Dialect:
 
     def __repr__(self) -> str:
         return f"Dialect({self.name!r})"
+
+    def __post_init__(self) -> None:
+        """A dialect that lacks a setting the parser needs fails here, at registration,
+        with its name, rather than as a crash in the middle of a run."""
+        from sonic.errors import SonicError
+
+        missing = [k for k in REQUIRED_DEFAULTS if k not in self.defaults]
+        problems = [f"defaults lack {', '.join(missing)}"] if missing else []
+        for name, value, allowed in (
+            ("ignore_eos_policy", self.ignore_eos_policy, IGNORE_EOS_POLICIES),
+            ("arrival", self.arrival, ARRIVALS),
+        ):
+            if value not in allowed:
+                problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        bad = [k for k in self.saves_on if k not in SAVE_TRIGGERS]
+        if bad:
+            problems.append(f"saves_on {bad} are not among {', '.join(SAVE_TRIGGERS)}")
+        if problems:
+            raise SonicError(f"dialect {self.name!r}: " + "; ".join(problems))
 
     # ------------------------------------------------------------------ flags
 
@@ -119,7 +158,7 @@ class Dialect:
             "range_ratio_semantics": self.dataset_rules.range_ratio,
             "temperature_default": self.default("temperature"),
             "ignore_eos_policy": self.ignore_eos_policy,
-            "include_usage": self.body.include_usage,
+            "include_usage": list(self.body.include_usage),
             **{k: v for k, v in self.metric_rules.as_dict().items()},
             "arrival": self.arrival,
         }

@@ -51,7 +51,7 @@ BODY = BodyPolicy(
         "tgi": "parameters.max_new_tokens",
         "trtllm": "max_tokens",
     },
-    include_usage=False,
+    include_usage=(),
     fixed_fields={
         "completions": {"temperature": 0.0, "best_of": 1, "ignore_eos": True},
         "chat": {"temperature": 0.0},
@@ -96,10 +96,10 @@ class Max2025Dialect(Dialect):
         return 0.0
 
     def build_result(self, metrics, info) -> dict[str, Any]:
-        """G1's keys (aggregate ``input_throughput``/``output_throughput``, ``*_ttft_ms`` …,
-        ``server_args``, ``client_args``, scalar GPU keys) plus G2's ``failures``,
-        ``burstiness``, ``max_concurrency``, p90/p95, ``*_latency_ms`` and per-request
-        throughput distributions."""
+        """The July 2025 keys (aggregate ``input_throughput``/``output_throughput``,
+        ``*_ttft_ms`` …, ``server_args``, ``client_args``, scalar GPU keys) plus the August
+        2025 ``failures``, ``burstiness``, ``max_concurrency``, p90/p95, ``*_latency_ms`` and
+        per-request throughput distributions."""
         from sonic.results.document import (
             SONIC_KEY,
             check_metadata,
@@ -129,7 +129,8 @@ class Max2025Dialect(Dialect):
         traffic: dict[str, Any] = {
             "request_rate": request_rate_value(info.request_rate),
             "burstiness": request_rate_value(info.burstiness),
-            # G2 overwrites the argument with the cap actually used (all requests if unbounded).
+            # The August 2025 script overwrites the argument with the cap actually used (all
+            # requests if unbounded).
             "max_concurrency": info.max_concurrency or m.num_requests,
         }
         body: dict[str, Any] = {

@@ -243,7 +243,7 @@ VLLM = VllmDialect(
             "tgi": "parameters.max_new_tokens",
             "trtllm": "max_tokens",
         },
-        include_usage=True,
+        include_usage=("completions", "chat"),
         fixed_fields={
             "completions": {"repetition_penalty": 1.0},
             # TGI rejects temperature 0 and top_p 1, hence vLLM's near-greedy values.

@@ -45,7 +45,7 @@ class BenchmarkMetrics:
 
     ``stats`` holds one Summary per metric, over successful requests:
     ttft, tpot, itl (pooled gaps), e2el, client_queue_time, e2el_including_client_queue,
-    ttft_intended, input_throughput / output_throughput (per-request tok/s, MAX G2), and
+    ttft_intended, input_throughput / output_throughput (per-request tok/s, MAX August 2025), and
     dispatch_lag (sent - intended over every request that was sent, failed ones included).
     """
 
@@ -76,6 +76,8 @@ class BenchmarkMetrics:
     stats: dict[str, Summary]
     tokens: TokenDiscrepancy
     requests: RequestMetrics
+    # Requests that entered the aggregates: successful and not left out by the skips.
+    measured: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     t0_unix_ns: int = 0
     percentiles: list[float] = field(default_factory=list)
     skipped: int = 0  # requests left out of the aggregates by SkipRules
@@ -117,7 +119,7 @@ def compute_metrics(
     ok = req.success
     sent_any = ~np.isnan(req.sent_s)
 
-    duration = _duration_s(records, rules)
+    duration = _duration_s(records, rules, measured=ok)
     total_in = int(req.input_len[ok].sum())
     total_out = int(req.output_len[ok].sum())
 
@@ -160,6 +162,7 @@ def compute_metrics(
         stats=stats,
         tokens=_token_discrepancy(req),
         requests=full,
+        measured=ok.copy(),
         t0_unix_ns=int(records.t0_unix_ns),
         percentiles=[float(p) for p in percentiles],
     )
@@ -169,8 +172,8 @@ def compute_metrics(
 class SkipRules:
     """Requests left out of the aggregates, as MAX's scripts do.
 
-    ``first``/``last`` (G3's --skip-first/last-n-requests): the first-submitted and the
-    last-completed N requests leave every latency and token aggregate. ``ttft`` (G2's
+    ``first``/``last`` (MAX 2026's --skip-first/last-n-requests): the first-submitted and the
+    last-completed N requests leave every latency and token aggregate. ``ttft`` (MAX August 2025's
     --ttft-skip-requests): the first N requests leave the TTFT and per-request throughput
     distributions only.
     """
@@ -207,13 +210,20 @@ def _without(req: RequestMetrics, keep: np.ndarray) -> RequestMetrics:
     return replace(req, success=req.success & keep)
 
 
-def _duration_s(records: RunRecords, rules: MetricRules) -> float:
-    """From the rule's origin to the end of the last request (failed ones included)."""
+def _duration_s(
+    records: RunRecords, rules: MetricRules, measured: np.ndarray | None = None
+) -> float:
+    """From the rule's origin to the end of the last request (failed ones included); for
+    ``measured_window``, first measured send to last measured end (run time when none)."""
+    if rules.duration_start == "measured_window" and measured is not None and measured.any():
+        sent = np.asarray(records.sent_ns, dtype=np.int64)[measured]
+        end = np.asarray(records.end_ns, dtype=np.int64)[measured]
+        return max(int(end.max()) - int(sent.min()), 1) / NS
     ends = [np.asarray(a, dtype=np.int64) for a in (records.end_ns, records.chunk_ns)]
     ends.append(np.asarray(records.sent_ns, dtype=np.int64))
     valid = [a[a >= 0] for a in ends]
     stop = max((int(a.max()) for a in valid if a.size), default=0)
-    if rules.duration_start == "run_start":
+    if rules.duration_start in ("run_start", "measured_window"):
         start = 0
     else:
         src = records.intended_ns if rules.duration_start == "first_intended" else records.sent_ns
@@ -248,7 +258,16 @@ def _stats(
         "input_throughput": summarize(sel(req.input_throughput, ttft_mask), p),
         "output_throughput": summarize(sel(req.output_throughput, ttft_mask), p),
         "dispatch_lag": summarize(req.queue_s[sent], p),
+        "step_tpot": summarize(_step_tpot(req, itl_ok), p),
     }
+
+
+def _step_tpot(req: RequestMetrics, itl_ok: np.ndarray) -> np.ndarray:
+    """Each measured ITL over the tokens of the chunk that closed it (empty without them)."""
+    if req.itl_tokens is None:
+        return np.zeros(0, dtype=np.float64)
+    keep = itl_ok & (req.itl_tokens > 0)
+    return req.itl_s[keep] / req.itl_tokens[keep]
 
 
 def _good_requests(req: RequestMetrics, slos_ms: dict[str, float]) -> int:

@@ -59,6 +59,8 @@ class RequestMetrics:
     output_throughput: np.ndarray
     nonempty_chunks: np.ndarray
     generated_text: list[str]
+    # Tokens in the chunk that closes each ITL gap (rules.step_tpot only; MAX 2026's step TPOT).
+    itl_tokens: np.ndarray | None = None
 
     def itls(self, i: int) -> np.ndarray:
         """Request i's inter-token gaps in seconds."""
@@ -157,6 +159,15 @@ def compute_request_metrics(
     tok_req = req_of_chunk[tok_pos]
     same = tok_req[1:] == tok_req[:-1]
     itl = (np.diff(tok_times)[same] / NS).astype(np.float64)
+    itl_tokens = None
+    if rules.step_tpot and count_tokens is not None:
+        closing = tok_pos[1:][same]
+        t_off = np.asarray(records.chunk_text_offsets, dtype=np.int64)
+        chunk_texts = [
+            records.text[int(t_off[c]) : int(t_off[c + 1])].decode("utf-8", errors="replace")
+            for c in closing
+        ]
+        itl_tokens = np.asarray(list(count_tokens(chunk_texts)), dtype=np.int64)
     itl_cnt = np.maximum(np.diff(tok_off) - 1, 0)
     itl_off = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(itl_cnt, out=itl_off[1:])
@@ -208,6 +219,7 @@ def compute_request_metrics(
         output_throughput=out_tput,
         nonempty_chunks=nonempty.astype(np.int64),
         generated_text=texts,
+        itl_tokens=itl_tokens,
     )
 
 

@@ -1,6 +1,6 @@
 """How a dialect turns raw chunks into metrics, and parsing of the metric flags.
 
-vLLM and MAX disagree on what TTFT, end of request, ITL and a token are (compat.md Part 4);
+vLLM and MAX disagree on what TTFT, end of request, ITL and a token are;
 each disagreement is one field here, so a run records exactly which definitions it used.
 """
 
@@ -17,7 +17,7 @@ TTFT_RULES = ("first_choice", "first_text")
 END_RULES = ("last_choice", "last_event")
 ITL_RULES = ("choice", "text")
 TOKEN_COUNTS = ("usage", "retokenize", "hybrid")
-DURATION_STARTS = ("run_start", "first_intended", "first_sent")
+DURATION_STARTS = ("run_start", "first_intended", "first_sent", "measured_window")
 CUT_OFF_RULES = ("failed", "excluded")
 
 # Metrics that --percentile-metrics may select (vLLM `bench serve` names).
@@ -43,14 +43,18 @@ class MetricRules:
     - ``itl_rule``: gaps between successive ``choice`` chunks (vLLM) or non-empty ``text``
       chunks (MAX); the chunks of this rule are also the "token" arrivals of the per-second peak.
     - ``token_count``: ``usage`` = server usage, re-tokenized text when absent (vLLM);
-      ``retokenize`` = whole generated text, client prompt length (MAX G1/G2); ``hybrid`` =
-      input from usage, output re-tokenized (MAX G3).
+      ``retokenize`` = whole generated text, client prompt length (MAX 2025); ``hybrid`` =
+      input from usage, output re-tokenized (MAX 2026).
     - ``require_text``: a response without any text counts as failed (MAX does this).
     - ``duration_start``: origin of the benchmark duration. ``run_start`` (the run's t0, taken
-      just before the first arrival is scheduled) matches both vLLM and MAX.
+      just before the first arrival is scheduled) matches vLLM and MAX 2025;
+      ``measured_window`` = from the first measured request's send to the last measured
+      request's end (MAX 2026: warm-up and tail requests left out by the skips).
     - ``cut_off``: requests stopped or never sent because ``--max-benchmark-duration-s`` ran
       out: ``failed`` (they count as failures) or ``excluded`` (left out of every count, MAX).
     - ``choice_required``: a 200 reply that streamed no choice chunk counts as failed (vLLM).
+    - ``step_tpot``: also compute MAX 2026's step TPOT (each ITL over the tokens of the chunk
+      that closed it, chunk texts re-tokenized).
     """
 
     ttft_rule: str = "first_choice"
@@ -61,6 +65,7 @@ class MetricRules:
     duration_start: str = "run_start"
     cut_off: str = "failed"
     choice_required: bool = False
+    step_tpot: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (

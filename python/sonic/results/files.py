@@ -42,7 +42,7 @@ def result_path(
 ) -> Path:
     """Where the result goes: ``--result-filename`` (else the default name) joined under
     ``--result-dir``, which is created. An auto-named MAX file never overwrites an existing
-    one: ``-2``, ``-3``, ... are appended as MAX G2 does."""
+    one: ``-2``, ``-3``, ... are appended as MAX August 2025 does."""
     from sonic import dialects
 
     d = dialects.get(dialect)
@@ -146,7 +146,7 @@ def save_result(
 
     ``append`` (vLLM ``--append-result``) adds one JSON document per line to what the file
     holds; the whole file is still replaced atomically. Otherwise, in the MAX dialect an
-    existing file is first kept as ``<file>.orig`` (MAX G2+); vLLM overwrites.
+    existing file is first kept as ``<file>.orig`` (MAX August 2025 and later); vLLM overwrites.
     """
     from sonic import dialects
 

@@ -41,6 +41,8 @@ class RunInfo:
     metric_percentiles: list[float] = field(default_factory=lambda: [99.0])
     save_detailed: bool = False
     simulated: bool = False
+    skip_first_n_requests: int = 0
+    skip_last_n_requests: int = 0
     peak_gpu_memory_mib: float = 0.0
     available_gpu_memory_mib: float = 0.0
     gpu_utilization: float = 0.0

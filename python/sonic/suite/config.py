@@ -29,7 +29,7 @@ from sonic.suite.tomlfile import read_toml, suggest, type_name
 
 DATASETS = ("sharegpt", "sonnet", "random", "code_debug", "custom", "hf")
 DEVICES = ("cpu", "gpu")
-# The original suite's scenarios (compat.md 1.4): full = 0.5…8 req/s × 100, quick = 1, 2 × 50.
+# The original suite's scenarios: full = 0.5…8 req/s × 100, quick = 1, 2 × 50.
 FULL_RATES = (0.5, 1.0, 2.0, 4.0, 8.0)
 FULL_NUM_PROMPTS = 100
 QUICK_RATES = (1.0, 2.0)

@@ -2,7 +2,7 @@
 
 Each server runs in its own session (so its own process group), with stdout and stderr going
 to its log file. Readiness is polled (health, then ``/v1/models``) until a deadline, never a
-fixed sleep followed by one check (the original suite's bug, compat.md 1.12 #2). Stopping sends
+fixed sleep followed by one check (the original suite's bug). Stopping sends
 SIGTERM to the whole group, waits, then SIGKILLs the group: a launcher's children (vLLM's
 engine core, MAX's workers) go with it, and no other process on the machine is touched (never
 ``pkill -f``).

@@ -1,6 +1,6 @@
 """MAX's ``server_metrics`` object: one endpoint's Prometheus families over a run.
 
-MAX's benchmark (G3) writes, for each scraped endpoint, the counters' increase over the run,
+MAX's benchmark (MAX 2026) writes, for each scraped endpoint, the counters' increase over the run,
 the gauges' values at its end and each histogram's increase (buckets, sum, count and mean),
 keyed ``family{labels}`` with the family names its Prometheus parser gives (a counter's
 without ``_total``). ``server_metrics`` is the first endpoint and
