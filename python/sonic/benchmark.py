@@ -105,7 +105,7 @@ def is_simulated(base_url: str, insecure: bool = False) -> bool:
 
 def load_workload(args: RunArgs):
     """Tokenizer and sampled requests for ``args`` (identical for every engine given a seed)."""
-    from sonic.datasets import DatasetArgs, sample_requests
+    from sonic.datasets import sample_requests
     from sonic.tokenizer import load_tokenizer
 
     t, d = args.target, args.dataset
@@ -113,36 +113,7 @@ def load_workload(args: RunArgs):
     if not name:
         raise SonicError("no tokenizer: pass --tokenizer or --model")
     tokenizer = load_tokenizer(name, trust_remote_code=t.trust_remote_code)
-    ratio = d.random_range_ratio
-    dargs = DatasetArgs(
-        name=d.name,
-        path=d.path,
-        num_prompts=d.num_prompts,
-        seed=d.seed,
-        compat=args.dialect.name,
-        endpoint_is_chat=t.api == "chat",
-        sharegpt_output_len=d.sharegpt_output_len,
-        sonnet_input_len=d.sonnet_input_len,
-        sonnet_output_len=d.sonnet_output_len,
-        sonnet_prefix_len=d.sonnet_prefix_len,
-        random_input_len=d.random_input_len,
-        random_output_len=d.random_output_len,
-        random_prefix_len=d.random_prefix_len,
-        random_range_ratio=ratio[0] if ratio[0] == ratio[1] else ratio,
-        custom_output_len=d.custom_output_len,
-        skip_chat_template=d.skip_chat_template,
-        chat_template_kwargs=dict(d.chat_template_kwargs),
-        hf_subset=d.hf_subset,
-        hf_split=d.hf_split,
-        hf_name=d.hf_name,
-        hf_output_len=d.hf_output_len,
-        hf_text_column=d.hf_text_column,
-        hf_output_column=d.hf_output_column,
-        disable_shuffle=not d.shuffle,
-        no_oversample=not d.oversample,
-        trust_remote_code=t.trust_remote_code,
-    )
-    samples = sample_requests(dargs, tokenizer)
+    samples = sample_requests(d, tokenizer)
     if not samples:
         raise SonicError(f"dataset {d.name!r} gave no usable prompts")
     return tokenizer, samples

@@ -23,9 +23,6 @@ from sonic.records import RunRecords
 POLL_S = 0.1  # how often the progress line is refreshed (and Ctrl-C noticed)
 PLAIN_EVERY_S = 10.0  # progress cadence when stderr is not a terminal
 
-API_KINDS = ("completions", "chat", "tgi", "trtllm")
-CONVENTIONS = ("precomputed", "sequential")  # vLLM bench serve | MAX benchmark_serving.py
-
 
 @dataclass(frozen=True)
 class RequestSpec:

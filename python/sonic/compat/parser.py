@@ -32,32 +32,11 @@ from sonic.compat.runargs import (
     TrafficArgs,
     scrub_url,
 )
+from sonic.datasets.registry import DATASET_NAMES as DATASETS
+from sonic.datasets.registry import NOT_IMPLEMENTED
 from sonic.dialects import Dialect
 from sonic.errors import SonicError
 
-DATASETS = ("sharegpt", "sonnet", "random", "code_debug", "custom", "hf")
-REFUSED_DATASETS = {
-    "burstgpt": "vLLM's burstgpt",
-    "random-mm": "multimodal random",
-    "random-rerank": "rerank random",
-    "custom_audio": "audio",
-    "custom_image": "image",
-    "prefix_repetition": "vLLM's prefix_repetition",
-    "spec_bench": "vLLM's spec_bench",
-    "speed_bench": "vLLM's speed_bench",
-    "timed_trace": "vLLM's timed_trace",
-    "arxiv-summarization": "MAX's arxiv-summarization",
-    "axolotl": "MAX's axolotl",
-    "vision-arena": "MAX's vision-arena",
-    "obfuscated-conversations": "MAX's obfuscated-conversations",
-    "batch-job": "MAX's batch-job",
-    "chat-judge": "MAX's chat-judge",
-    "instruct-coder": "MAX's instruct-coder (use --dataset-name hf)",
-    "agentic-code": "MAX's agentic-code",
-    "synthetic": "MAX's synthetic",
-    "synthetic-pixel": "MAX's synthetic-pixel",
-    "local-image": "MAX's local-image",
-}
 RAMP_UP_STRATEGIES = ("linear", "exponential")
 DEFAULT_REQUEST_TIMEOUT_S = 6 * 3600.0
 HELP_TOKENS = ("-h", "--help")
@@ -213,7 +192,7 @@ def parse_run_args(argv: list[str]) -> RunArgs:
                 f"{raw.name(dest)} is not supported with --compat {dialect.name}: {reason}"
             )
     target = _target(raw, dialect)
-    dataset = _dataset(raw, dialect)
+    dataset = _dataset(raw, dialect, target)
     traffic = _traffic(raw, dialect)
     sampling = _sampling(raw, dialect, target, dataset)
     metrics = _metrics(raw, dialect, dataset)
@@ -328,7 +307,7 @@ def _check_base_url(raw: _Raw, url: str, host: str, port: int) -> tuple[str, str
     return url.strip().rstrip("/"), url_host, url_port
 
 
-def _dataset(raw: _Raw, dialect: Dialect) -> DatasetArgs:
+def _dataset(raw: _Raw, dialect: Dialect, target: TargetArgs) -> DatasetArgs:
     name = raw.text("dataset_name", dialect.default("dataset_name")).strip()
     path = raw.text("dataset_path")
     if raw.given("dataset"):
@@ -340,9 +319,9 @@ def _dataset(raw: _Raw, dialect: Dialect) -> DatasetArgs:
             raise SonicError("--dataset and --dataset-path both given; use --dataset-path")
         name, path = "sharegpt", raw.text("dataset")
     if name not in DATASETS:
-        if name in REFUSED_DATASETS:
+        if name in NOT_IMPLEMENTED:
             raise SonicError(
-                f"--dataset-name {name} is not supported: the {REFUSED_DATASETS[name]} dataset "
+                f"--dataset-name {name} is not supported: the {NOT_IMPLEMENTED[name]} dataset "
                 f"is not implemented (available: {', '.join(DATASETS)})"
             )
         close = difflib.get_close_matches(name, DATASETS, n=1)
@@ -410,6 +389,9 @@ def _dataset(raw: _Raw, dialect: Dialect) -> DatasetArgs:
         num_prompts=raw.integer("num_prompts", int(dialect.default("num_prompts")), minimum=1),
         seed=seed,
         seed_drawn=drawn,
+        compat=dialect.name,
+        endpoint_is_chat=target.api == "chat",
+        trust_remote_code=target.trust_remote_code,
         sharegpt_output_len=lens["sharegpt_output_len"],
         sonnet_input_len=sonnet_input,
         sonnet_output_len=raw.integer("sonnet_output_len", 150, minimum=1),
@@ -429,8 +411,8 @@ def _dataset(raw: _Raw, dialect: Dialect) -> DatasetArgs:
         if output_lengths is None
         else V.parse_output_lengths("--output-lengths", output_lengths),
         max_output_len=raw.integer("max_output_len", None, minimum=1),
-        shuffle=not raw.flag("disable_shuffle"),
-        oversample=not raw.flag("no_oversample"),
+        disable_shuffle=raw.flag("disable_shuffle"),
+        no_oversample=raw.flag("no_oversample"),
         skip_chat_template=raw.flag("skip_chat_template"),
         chat_template_kwargs=_chat_template_kwargs(raw),
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sonic.datasets.base import DatasetArgs
 from sonic.dialects import Dialect
 
 REDACTED = "<redacted>"
@@ -48,38 +49,6 @@ class TargetArgs:
     def request_model(self) -> str | None:
         """The ``model`` field of request bodies."""
         return self.served_model_name or self.model
-
-
-@dataclass(frozen=True)
-class DatasetArgs:
-    """Which prompts are sent; identical for every engine given the same values."""
-
-    name: str
-    path: str | None
-    num_prompts: int
-    seed: int
-    seed_drawn: bool  # --seed none: drawn at parse time, recorded so the run can be replayed
-    sharegpt_output_len: int | None
-    sonnet_input_len: int
-    sonnet_output_len: int
-    sonnet_prefix_len: int
-    random_input_len: int
-    random_output_len: int
-    random_prefix_len: int
-    random_range_ratio: tuple[float, float]  # (input, output)
-    custom_output_len: int
-    hf_subset: str | None
-    hf_split: str | None
-    hf_name: str | None
-    hf_text_column: str | None
-    hf_output_column: str | None
-    hf_output_len: int | None
-    output_lengths: int | tuple[int, ...] | None  # MAX --output-lengths
-    max_output_len: int | None  # MAX cap on max_tokens
-    shuffle: bool
-    oversample: bool
-    skip_chat_template: bool
-    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # client-side template
 
 
 @dataclass(frozen=True)

@@ -64,15 +64,17 @@ class SampleRequest:
 
 @dataclass
 class DatasetArgs:
-    """What to sample. ``None`` fields take the dialect's default.
-
-    ``compat`` names the dialect (``sonic.dialects``) whose ``DatasetRules`` apply.
+    """Which prompts are sent, identical for every engine given the same values: the one set
+    of dataset settings, parsed by ``sonic run`` and read by the samplers. ``None`` fields take
+    the dialect's default; ``compat`` names the dialect (``sonic.dialects``) whose
+    ``DatasetRules`` apply.
     """
 
     name: str = "random"
     path: str | None = None
     num_prompts: int = 1000
     seed: int = 0
+    seed_drawn: bool = False  # --seed none: drawn at parse time, recorded for a replay
     compat: str = "vllm"
     endpoint_is_chat: bool = False
     # sharegpt (and code_debug, as in MAX July 2025)
@@ -105,6 +107,10 @@ class DatasetArgs:
     disable_shuffle: bool = False
     no_oversample: bool = False
     trust_remote_code: bool = False
+    # Output lengths of the run, over the dataset's: MAX's --output-lengths (one for all, or
+    # one per request, cycled) and --max-output-len (a cap on every request's max_tokens).
+    output_lengths: int | tuple[int, ...] | None = None
+    max_output_len: int | None = None
 
     @property
     def rules(self) -> DatasetRules:

@@ -29,29 +29,29 @@ DATASETS: dict[str, str] = {
 }
 DATASET_NAMES = tuple(DATASETS)
 
-# Accepted by vLLM `bench serve` or MAX benchmark_serving.py, not (yet) by sonic.
-NOT_IMPLEMENTED = (
-    "burstgpt",
-    "random-mm",
-    "random-rerank",
-    "custom_image",
-    "custom_audio",
-    "prefix_repetition",
-    "spec_bench",
-    "speed_bench",
-    "timed_trace",
-    "arxiv-summarization",
-    "axolotl",
-    "vision-arena",
-    "obfuscated-conversations",
-    "batch-job",
-    "chat-judge",
-    "instruct-coder",
-    "agentic-code",
-    "synthetic",
-    "synthetic-pixel",
-    "local-image",
-)
+# Accepted by vLLM `bench serve` or MAX's benchmarks, not (yet) by sonic: name -> what it is.
+NOT_IMPLEMENTED: dict[str, str] = {
+    "burstgpt": "vLLM's burstgpt",
+    "random-mm": "multimodal random",
+    "random-rerank": "rerank random",
+    "custom_audio": "audio",
+    "custom_image": "image",
+    "prefix_repetition": "vLLM's prefix_repetition",
+    "spec_bench": "vLLM's spec_bench",
+    "speed_bench": "vLLM's speed_bench",
+    "timed_trace": "vLLM's timed_trace",
+    "arxiv-summarization": "MAX's arxiv-summarization",
+    "axolotl": "MAX's axolotl",
+    "vision-arena": "MAX's vision-arena",
+    "obfuscated-conversations": "MAX's obfuscated-conversations",
+    "batch-job": "MAX's batch-job",
+    "chat-judge": "MAX's chat-judge",
+    "instruct-coder": "MAX's instruct-coder (use --dataset-name hf)",
+    "agentic-code": "MAX's agentic-code",
+    "synthetic": "MAX's synthetic",
+    "synthetic-pixel": "MAX's synthetic-pixel",
+    "local-image": "MAX's local-image",
+}
 
 
 def _module(name: str):
@@ -60,7 +60,7 @@ def _module(name: str):
     supported = ", ".join(DATASET_NAMES)
     if name in NOT_IMPLEMENTED:
         raise SonicError(f"dataset {name!r} is not supported by sonic yet (supported: {supported})")
-    close = difflib.get_close_matches(name, DATASET_NAMES + NOT_IMPLEMENTED, n=1)
+    close = difflib.get_close_matches(name, DATASET_NAMES + tuple(NOT_IMPLEMENTED), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise SonicError(f"unknown dataset {name!r} (supported: {supported}){hint}")
 

@@ -64,13 +64,14 @@ def parse_metadata(items: Sequence[str] | None) -> dict[str, str]:
 def rps_change_events(
     strategy: str, start_rps: float, end_rps: float, records: Any
 ) -> list[dict[str, Any]]:
-    """vLLM's ``rps_change_events`` of a ramp-up run: one ``{"rps", "timestamp"}`` entry each
-    time the ramp's rate passes a whole number, stamped with the wall-clock time at which the
-    request that carried it was due. The rate of request i follows the schedule's own rule
-    (linear or exponential in i / (N - 1))."""
+    """vLLM's ``rps_change_events`` of a ramp-up run: the start rate stamped with the run's
+    start, then one ``{"rps", "timestamp"}`` entry each time the ramp's rate passes a whole
+    number, stamped with the wall-clock time at which the request that carried it was due. The
+    rate of request i follows the schedule's own rule (linear or exponential in i / (N - 1))."""
     n = int(records.n)
-    events: list[dict[str, Any]] = []
     last = int(start_rps)
+    start = datetime.fromtimestamp(int(records.t0_unix_ns) / 1e9).isoformat()
+    events: list[dict[str, Any]] = [{"rps": last, "timestamp": start}]
     for i in range(n):
         progress = i / max(n - 1, 1)
         if strategy == "exponential" and start_rps > 0:

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from sonic import dialects
+from sonic.datasets.registry import DATASET_NAMES as DATASETS
 from sonic.errors import SonicError
 from sonic.suite.install import InstallSpec, canonical_name
 from sonic.suite.tomlfile import Table as _Table
 from sonic.suite.tomlfile import read_toml, suggest, type_name
 
-DATASETS = ("sharegpt", "sonnet", "random", "code_debug", "custom", "hf")
 DEVICES = ("cpu", "gpu")
 # The original suite's scenarios: full = 0.5…8 req/s × 100, quick = 1, 2 × 50.
 FULL_RATES = (0.5, 1.0, 2.0, 4.0, 8.0)
