@@ -22,12 +22,12 @@ warm-up flags are refused by the flag table.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sonic.dialects import max as max2025
 from sonic.dialects.base import BodyPolicy, Dialect
-from sonic.metrics.rules import MetricRules
 
 # The tool's 95 % two-sided Student t values by degrees of freedom; the largest key <= df
 # applies, 1.96 from 120 on.
@@ -440,14 +440,11 @@ MAX_BENCHMARK = MaxBenchmarkDialect(
         "collect_cpu_stats": True,
         "flush_prefix_cache": True,
     },
-    metric_rules=MetricRules(
-        ttft_rule="first_text",
-        end_rule="last_event",
-        itl_rule="text",
+    # The 2025 rules, except: usage token counts, the measured window, step TPOT.
+    metric_rules=replace(
+        max2025.MAX.metric_rules,
         token_count="usage",
-        require_text=True,
         duration_start="measured_window",
-        cut_off="excluded",
         step_tpot=True,
     ),
     dataset_rules=max2025.DATASET_RULES,

@@ -18,17 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from sonic.metrics import catalogue
 from sonic.report import fmt
 from sonic.report.model import ReportData
 from sonic.report.stats import at_point, points, usable, usable_requests
 
-CURVE_PANELS = (
-    ("median_ttft_ms", "median TTFT (ms)"),
-    ("p99_ttft_ms", "p99 TTFT (ms)"),
-    ("median_tpot_ms", "median TPOT (ms)"),
-    ("p99_tpot_ms", "p99 TPOT (ms)"),
+
+def _axis(metric: str, stat: str = "") -> str:
+    """An axis label from the metric catalogue: ``median TTFT (ms)``."""
+    m = catalogue.BY_NAME[metric]
+    return f"{stat} {m.label} ({m.unit})".strip()
+
+
+CURVE_PANELS = tuple(
+    (catalogue.latency_column(stat, metric), _axis(metric, stat))
+    for metric in ("ttft", "tpot")
+    for stat in ("median", "p99")
 )
-DIST_PANELS = (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)"), ("itl_ms", "ITL (ms)"))
+DIST_PANELS = tuple((f"{m}_ms", _axis(m)) for m in ("ttft", "tpot", "itl"))
+THROUGHPUT_AXIS = f"achieved {_axis('output_throughput')}"
 MAX_DIST_ROWS = 8
 
 
@@ -91,7 +99,7 @@ def curves(data: ReportData, scenario: str) -> Plot | None:
             ax.errorbar(xs, ys, yerr=[los, his], marker="o", capsize=3, label=data.label(engine))
             for x, y, lab in zip(xs, ys, labels):
                 ax.annotate(lab, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel("achieved output throughput (tok/s)")
+        ax.set_xlabel(THROUGHPUT_AXIS)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
     if not drew:

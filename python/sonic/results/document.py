@@ -13,7 +13,7 @@ from typing import Any
 
 from sonic import __version__
 from sonic.errors import SonicError
-from sonic.metrics import BenchmarkMetrics, Summary, percentile_word
+from sonic.metrics import BenchmarkMetrics, Summary, catalogue, percentile_word
 from sonic.results.info import RunInfo
 
 SONIC_KEY = "sonic"
@@ -156,7 +156,7 @@ def sonic_section(dialect: Any, m: BenchmarkMetrics, info: RunInfo) -> dict[str,
         "max_output_tokens_per_s": m.max_output_tokens_per_s,
         "max_concurrent_requests": m.max_concurrent_requests,
         "successes_without_first_token": m.successes_without_first_token,
-        "latency_ms": {k: stats_ms(m.stats[k]) for k in ("ttft", "tpot", "itl", "e2el")},
+        "latency_ms": {x.name: stats_ms(m.stats[x.name]) for x in catalogue.LATENCIES},
         "from_intended_send_ms": {
             "ttft": stats_ms(m.stats["ttft_intended"]),
             "e2el": stats_ms(m.stats["e2el_including_client_queue"]),
