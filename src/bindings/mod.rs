@@ -7,11 +7,17 @@ mod run;
 mod sim;
 mod telemetry;
 
+// `sonic.errors.SonicError`, the package's user-facing error, which the CLI prints as one line
+// with its exit code: CoreError derives from it, so a configuration the core rejects reaches
+// the user the same way. `register` imports it when `sonic._core` loads (a stdlib-only module
+// of the same package).
+pyo3::import_exception!(sonic.errors, SonicError);
+
 pyo3::create_exception!(
     _core,
     CoreError,
-    pyo3::exceptions::PyException,
-    "Bad configuration handed to the core, or a server that could not start."
+    SonicError,
+    "Bad configuration handed to the core, or a server that could not start (a SonicError)."
 );
 
 /// Map any core error to `sonic._core.CoreError` with its message (never a panic).

@@ -38,6 +38,8 @@ class DatasetRules:
       extra lines must be distinct (MAX).
     - ``sonnet_template_on_chat``: sonnet prompts are chat-templated for chat endpoints (MAX)
       rather than for completions endpoints (vLLM).
+    - ``random_encoded_len``: a ``lower_bound`` random prompt's length is its decoded text
+      re-encoded (MAX 2026) rather than the drawn length (MAX 2025).
     """
 
     range_ratio: str = "symmetric"
@@ -45,6 +47,7 @@ class DatasetRules:
     sharegpt_hub_download: bool = False
     sonnet_strict: bool = False
     sonnet_template_on_chat: bool = False
+    random_encoded_len: bool = False
 
 
 @dataclass

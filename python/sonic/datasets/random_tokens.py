@@ -123,6 +123,7 @@ def _sample_lower_bound(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleR
     n, prefix_len, vocab = args.num_prompts, args.random_prefix_len, tokenizer.vocab_size
     in_len, out_len = args.random_input_len, args.random_output_len
 
+    encoded = args.rules.random_encoded_len
     rs = np.random.RandomState(args.seed)
     prefix = rs.randint(0, vocab, size=prefix_len).tolist() if prefix_len else []
     input_lens = rs.randint(max(int(in_len * ratio), 1), in_len + 1, size=n)
@@ -134,5 +135,7 @@ def _sample_lower_bound(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleR
         length = int(input_lens[i])
         ids = ((int(offsets[i]) + i + np.arange(length)) % vocab).tolist()
         prompt = tokenizer.decode(prefix + ids)
-        requests.append(SampleRequest(prompt, prefix_len + length, int(output_lens[i])))
+        drawn = prefix_len + length
+        count = tokenizer.count(prompt, add_special_tokens=False) if encoded else drawn
+        requests.append(SampleRequest(prompt, count, int(output_lens[i])))
     return requests

@@ -313,7 +313,7 @@ class MaxBenchmarkDialect(Dialect):
         if telemetry.cpu is not None:
             insert_after(doc, "gpu_utilization", {"cpu_metrics": telemetry.cpu.as_dict()})
         anchor = "cpu_metrics" if "cpu_metrics" in doc else "gpu_utilization"
-        insert_after(doc, anchor, telemetry.max_server_metrics())
+        insert_after(doc, anchor, _with_batch_stats(telemetry.max_server_metrics()))
         gpu = {k: doc.get(k) for k in max2025.GPU_KEYS}
         if any(gpu.values()) and isinstance(doc.get("result_groups"), dict):
             doc["result_groups"]["gpu_stats"] = {**gpu, "gpu_utilization_by_group": None}
@@ -364,6 +364,40 @@ class MaxBenchmarkDialect(Dialect):
             "=" * WIDTH,
         ]
         return out
+
+
+# Histogram families of MAX's batch statistics, per phase (``prefill_stats``/``decode_stats``).
+BATCH_STAT_FAMILIES = (
+    "context_tokens",
+    "creation_time_milliseconds",
+    "generation_throughput_tokens_per_second",
+    "input_tokens",
+    "prompt_throughput_tokens_per_second",
+)
+
+
+def _with_batch_stats(server: dict[str, Any]) -> dict[str, Any]:
+    """The tool writes the batch fields of ``server_metrics`` and ``prefill_stats`` /
+    ``decode_stats`` whenever it scraped an endpoint: null (count 0) when the engine does not
+    export them."""
+    from sonic.telemetry.maxshape import BATCH_TYPES, metric_key
+
+    if not server:
+        return server
+    first = server["server_metrics"]
+    histograms = first.get("histograms", {})
+    out = dict(server)
+    for batch_type, phase in BATCH_TYPES:
+        first.setdefault(f"{phase}_batch_execution_time_ms", None)
+        first.setdefault(f"{phase}_batch_count", 0)
+        stats: dict[str, Any] = {}
+        for family in BATCH_STAT_FAMILIES:
+            name = f"maxserve_batch_{family}"
+            hist = histograms.get(metric_key(name, {"batch_type": batch_type})) or {}
+            for field in ("mean", "count", "sum"):
+                stats[f"{name}_{field}"] = hist.get(field)
+        out[f"{phase}_stats"] = stats
+    return out
 
 
 def _cut_off_errors() -> tuple[str, ...]:
@@ -447,7 +481,7 @@ MAX_BENCHMARK = MaxBenchmarkDialect(
         duration_start="measured_window",
         step_tpot=True,
     ),
-    dataset_rules=max2025.DATASET_RULES,
+    dataset_rules=replace(max2025.DATASET_RULES, random_encoded_len=True),
     body=BodyPolicy(
         max_tokens_field={
             "completions": "max_tokens",

@@ -126,7 +126,7 @@ def compute_metrics(
     def rate(x: float) -> float:
         return x / duration if duration > 0 else 0.0
 
-    stats = _stats(req, percentiles, ttft_mask=skip.ttft_mask(n))
+    stats = _stats(req, percentiles, ttft_mask=skip.ttft_mask(full.n))
     good, goodput_rate = None, None
     if goodput:
         good = _good_requests(req, goodput)
