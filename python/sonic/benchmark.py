@@ -460,6 +460,7 @@ def make_info(args: RunArgs, *, simulated: bool, records=None):
     from sonic.results.info import rps_change_events
 
     t, tr, d, o, m = args.target, args.traffic, args.dataset, args.output, args.metrics
+    first, last = skip_counts(args)
     return RunInfo(
         backend=t.backend,
         model_id=t.model or "",
@@ -481,8 +482,8 @@ def make_info(args: RunArgs, *, simulated: bool, records=None):
         metric_percentiles=list(m.metric_percentiles),
         save_detailed=o.save_detailed,
         simulated=simulated,
-        skip_first_n_requests=skip_counts(args)[0],
-        skip_last_n_requests=skip_counts(args)[1],
+        skip_first_n_requests=first,
+        skip_last_n_requests=last,
         rps_change_events=None
         if records is None or not tr.ramp_up_strategy
         else rps_change_events(
