@@ -394,25 +394,42 @@ def test_schedule_preview_reproducible():
     assert np.array_equal(a, b) and abs(a[-1] - 5.0) < 1e-9
 
 
-def test_keep_alive_connection_closed_by_the_server_is_retried_once():
-    """A server that closes a kept-alive connection instead of answering its next request
-    (as llama.cpp's httplib does after a few requests per connection): the request is sent
-    again on a fresh connection, so the run does not count the server's housekeeping as a
-    failed request."""
-    import socket
+class _ClosingServer:
+    """Answers the first request of each connection (JSON, not streamed) and closes the
+    connection, unanswered, when a second request arrives on it: a kept-alive connection that
+    the server has given up on. ``first_delay_s`` delays the answer on the first connection.
+    ``attempts`` holds, per request received, its position on its connection (0 or 1)."""
 
-    answer = json.dumps(
+    ANSWER = json.dumps(
         {
             "choices": [{"text": "ok", "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1},
         }
     ).encode()
-    attempts: list[int] = []
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
 
-    def serve_connection(conn: socket.socket) -> None:
+    def __init__(self, first_delay_s: float = 0.0) -> None:
+        import socket
+
+        self.first_delay_s = first_delay_s
+        self.attempts: list[int] = []
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.url = f"http://127.0.0.1:{self.lsock.getsockname()[1]}"
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        k = 0
+        while True:
+            try:
+                conn, _ = self.lsock.accept()
+            except OSError:
+                return
+            delay = self.first_delay_s if k == 0 else 0.0
+            threading.Thread(target=self._serve, args=(conn, delay), daemon=True).start()
+            k += 1
+
+    def _serve(self, conn, delay: float) -> None:
         with conn:
             buf = b""
             for n in range(2):
@@ -432,38 +449,53 @@ def test_keep_alive_connection_closed_by_the_server_is_retried_once():
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 buf = rest[length:]
-                attempts.append(n)
+                self.attempts.append(n)
                 if n == 1:
                     return  # the second request on a connection: close without answering
+                time.sleep(delay)
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.ANSWER), self.ANSWER)
                 )
 
-    def accept_loop() -> None:
-        while True:
-            try:
-                conn, _ = lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-    try:
+    def run(self, n: int, schedule: client.ScheduleSpec, max_concurrency: int | None):
         cfg = client.RunConfig(
-            base_url=f"http://127.0.0.1:{lsock.getsockname()[1]}",
+            base_url=self.url,
             endpoint="/v1/completions",
             api="completions",
             model="m",
-            requests=[client.RequestSpec(prompt="x", max_tokens=1) for _ in range(3)],
-            schedule=client.ScheduleSpec(request_rate=None),
-            max_concurrency=1,
+            requests=[client.RequestSpec(prompt="x", max_tokens=1) for _ in range(n)],
+            schedule=schedule,
+            max_concurrency=max_concurrency,
             timeout_s=10.0,
         )
-        rec = client.run(cfg)
-    finally:
-        lsock.close()
+        try:
+            return client.run(cfg)
+        finally:
+            self.lsock.close()
+
+
+def test_keep_alive_connection_closed_by_the_server_is_retried_once():
+    """A server that closes a kept-alive connection instead of answering its next request
+    (as llama.cpp's httplib does after a few requests per connection): the request is sent
+    again on a fresh connection, so the run does not count the server's housekeeping as a
+    failed request."""
+    server = _ClosingServer()
+    rec = server.run(3, client.ScheduleSpec(request_rate=None), max_concurrency=1)
     assert rec.error == [None, None, None]
     assert [rec.generated_text(i) for i in range(3)] == ["ok"] * 3
-    # Requests 2 and 3 each met a closed kept-alive connection first.
-    assert sorted(attempts) == [0, 0, 0, 1, 1]
+    # Request 2 met the closed kept-alive connection first; its resend went on a connection
+    # that is not kept, so request 3 opened a new one.
+    assert sorted(server.attempts) == [0, 0, 0, 1]
+
+
+def test_the_resend_never_takes_another_pooled_connection():
+    """Two kept-alive connections, both closed by the server, are idle when the third request
+    comes (request 1 answered at 0.15 s, request 2 at once, request 3 sent at 0.2 s): the
+    resend must open a new connection rather than take the other dead one (a llama.cpp run
+    in CI lost a request this way)."""
+    server = _ClosingServer(first_delay_s=0.15)
+    rec = server.run(3, client.ScheduleSpec(request_rate=10.0, burstiness=None), None)
+    assert rec.error == [None, None, None]
+    # One attempt on a closed connection, then its resend as a new connection's first request.
+    assert sorted(server.attempts) == [0, 0, 0, 1]

@@ -10,10 +10,8 @@ MAX ``max benchmark`` 26.7 from the modular venv, both installed by ``sonic suit
 - sonic's file has the tool's keys in the tool's order and their types, with the exemptions of
   test_dialect_golden.py (telemetry-conditional and cached-token keys, DOCUMENTED_DIFFERENCES);
 - both counted the same completed requests and input/output tokens;
-- sonic measures the sim's exact TTFT and TPOT within 1 ms (its TTFT above concurrency 1 with
-  an allowance for opening the connections, COLD_CONNECTIONS_MS), and the tool reads them
-  later by its client delay (tool − sonic), which must be positive within noise and under a
-  bound.
+- sonic measures the sim's exact TTFT and TPOT within 1 ms, and the tool reads them later by
+  its client delay (tool − sonic), which must be positive within noise and under a bound.
 
 Each tool start costs 15-20 s of imports on 2 cores; the file takes about 2 minutes.
 Run with ``-s`` (or ``-rA``) to see the measured client delays.
@@ -46,14 +44,15 @@ EXACT_TPOT_MS = 2.0  # ITL 2 ms: (E2EL - TTFT) / (16 - 1) = 2 ms
 NUM_PROMPTS = 32
 # sonic's Rust client must read the sim's exact values (issue 3's accuracy bound).
 SONIC_TOLERANCE_MS = 1.0
-# Except TTFT above max concurrency 1: the first max_concurrency requests open their
-# connections together (the untimed test prompt warms one; sonic's --num-warmups runs on a
-# separate client whose connections the measured run does not reuse, unlike vLLM's shared
-# session), which adds 1-4 ms to each of them on 2 cores, in the tools as well (vLLM c8: first
-# wave 33-36 ms, later ones 23-31; with --num-warmups 8 the first wave is like the rest). With 32
-# requests the p99 is that first wave: sonic measured 22.1-24.4 ms there on an idle host, later
-# requests 20.2-20.7 ms. The mean gets the first wave's share (8 of 32 requests: 1 ms more).
-COLD_CONNECTIONS_MS = 4.0
+# Above max concurrency 1 the first wave would open its connections together, 2-4 ms each on
+# 2 cores: --num-warmups <concurrency> opens them before t0, in vLLM's shared session and in
+# sonic's pool alike (`max benchmark` has no such flag: its first wave stays cold, which only
+# adds to its client delay). What remains is the first wave's simultaneous arrival: on 2 cores
+# shared by the client and the sim, request k of the wave reaches the sim's handler (where the
+# sim stamps its arrival) about 0.1-0.2 ms after request k-1, so the wave's TTFTs rise from
+# 20.4 to 21.5-22.3 ms (release build, idle host; 22.2-23.1 without the warm connections; the
+# later waves, arriving one by one, 20.1-21.0). The p99 of 32 requests is that wave's last.
+SIMULTANEOUS_ARRIVAL_MS = 0.25  # per request of the first wave after the first
 # A tool may read a value below the exact one only by timer noise; more would mean it starts
 # its clock late or stops it early (the sim cannot answer faster than configured).
 TOOL_BELOW_EXACT_MS = 0.5
@@ -121,35 +120,48 @@ def case_flags(tool: str, concurrency: int, url: str, tokenizer: Path, out: Path
     return flags
 
 
-def run_pair(tool: str, venv: Any, flags: Any, out: Path) -> tuple[dict, dict]:
-    """The real tool, then sonic with the same flags; their result documents."""
-    tool_dir, sonic_dir = out / "tool", out / "sonic"
-    tool_dir.mkdir(parents=True)
-    sonic_dir.mkdir(parents=True)
-    argv = flags(tool_dir)
-    cp = run_tool(tool, venv.bin, argv, cwd=tool_dir)
+def warm_flags(tool: str, concurrency: int, side: str) -> list[str]:
+    """Open the first wave's connections before t0 where the side can (see above)."""
+    if concurrency == 1 or (side == "tool" and tool != "vllm"):
+        return []
+    return ["--num-warmups", str(concurrency)]
+
+
+def run_tool_side(tool: str, venv: Any, argv: list[str], out: Path) -> dict:
+    out.mkdir(parents=True)
+    cp = run_tool(tool, venv.bin, argv, cwd=out)
     assert cp.returncode == 0, f"{tool} {' '.join(argv)}\n{cp.stdout[-3000:]}\n{cp.stderr[-6000:]}"
-    tool_doc = load_json(tool_dir / "result.json")
-    argv = ["--compat", tool, *flags(sonic_dir)]
+    return load_json(out / "result.json")
+
+
+def run_sonic_side(argv: list[str], out: Path) -> dict:
+    out.mkdir(parents=True)
     cp = run_sonic(*argv)
     assert cp.returncode == 0, f"sonic {' '.join(argv)}\n{cp.stdout[-3000:]}\n{cp.stderr[-4000:]}"
-    return tool_doc, load_json(sonic_dir / "result.json")
+    return load_json(out / "result.json")
 
 
-def timing_problems(tool_doc: dict, sonic_doc: dict, concurrency: int) -> list[str]:
-    """What is wrong with the timings of one pair (empty: nothing)."""
+def sonic_problems(sonic_doc: dict, concurrency: int) -> list[str]:
+    """Where sonic did not read the sim's exact values (empty: nowhere)."""
+    out = []
+    for key in STATS:
+        exact = EXACT_TTFT_MS if "ttft" in key else EXACT_TPOT_MS
+        tolerance = SONIC_TOLERANCE_MS
+        if key == "p99_ttft_ms":
+            tolerance += SIMULTANEOUS_ARRIVAL_MS * (concurrency - 1)
+        if abs(sonic_doc[key] - exact) > tolerance:
+            out.append(f"sonic {key} {sonic_doc[key]:.3f} is not within "
+                       f"{tolerance} ms of {exact}")  # fmt: skip
+    return out
+
+
+def tool_problems(tool_doc: dict, sonic_doc: dict, concurrency: int) -> list[str]:
+    """Where the tool's reading is implausible against the exact values and sonic's."""
     out = []
     for key in STATS:
         exact = EXACT_TTFT_MS if "ttft" in key else EXACT_TPOT_MS
         bound = MAX_CLIENT_DELAY_MS[concurrency]["ttft" if "ttft" in key else "tpot"]
         s, t = sonic_doc[key], tool_doc[key]
-        tolerance = SONIC_TOLERANCE_MS
-        if key == "p99_ttft_ms" and concurrency > 1:
-            tolerance += COLD_CONNECTIONS_MS
-        elif key == "mean_ttft_ms" and concurrency > 1:  # the first wave's share of the mean
-            tolerance += COLD_CONNECTIONS_MS * concurrency / NUM_PROMPTS
-        if abs(s - exact) > tolerance:
-            out.append(f"sonic {key} {s:.3f} is not within {tolerance} ms of {exact}")
         if t < exact - TOOL_BELOW_EXACT_MS:
             out.append(f"tool {key} {t:.3f} is below the exact {exact} by more than "
                        f"{TOOL_BELOW_EXACT_MS} ms")  # fmt: skip
@@ -170,14 +182,28 @@ def test_sonic_matches_the_real_tool(
         "(tests/golden/README.md)"
     )
 
-    def flags(out: Path) -> list[str]:
-        return case_flags(tool, concurrency, sim_url, smollm2_hf_dir, out)
+    def flags(out: Path, side: str) -> list[str]:
+        return [
+            *case_flags(tool, concurrency, sim_url, smollm2_hf_dir, out),
+            *warm_flags(tool, concurrency, side),
+        ]
 
     # On 2 shared cores another process can hold a core for a few ms and put a request into a
-    # p99: such a pair is run once more. A client that is systematically off fails both.
+    # p99: sonic runs up to 3 times per run of the tool (a start of sonic costs a second, one
+    # of the tool 15-20 s), the tool twice. A client that is systematically off fails them all.
+    problems: list[str] = []
     for attempt in range(2):
-        tool_doc, sonic_doc = run_pair(tool, venv, flags, tmp_path / f"attempt{attempt}")
-        problems = timing_problems(tool_doc, sonic_doc, concurrency)
+        out = tmp_path / f"attempt{attempt}"
+        tool_doc = run_tool_side(tool, venv, flags(out / "tool", "tool"), out / "tool")
+        for again in range(3):
+            sonic_dir = out / f"sonic{again}"
+            argv = ["--compat", tool, *flags(sonic_dir, "sonic")]
+            sonic_doc = run_sonic_side(argv, sonic_dir)
+            problems = sonic_problems(sonic_doc, concurrency)
+            if not problems:
+                break
+            print(f"\n{golden} attempt {attempt}.{again}: " + "; ".join(problems))
+        problems += tool_problems(tool_doc, sonic_doc, concurrency)
         delays = {k: tool_doc[k] - sonic_doc[k] for k in STATS}
         print(
             f"\n{golden} (c{concurrency}, attempt {attempt}) client delay tool - sonic (ms): "

@@ -189,7 +189,19 @@ def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None
         max_concurrency=tr.max_concurrency,
         max_duration_s=tr.max_benchmark_duration_s,
         insecure=t.insecure,
+        warm_connections=warm_connections(args),
     )
+
+
+def warm_connections(args: RunArgs) -> int:
+    """How many untimed requests go before the run: the test prompt and the warm-ups.
+
+    The measured run opens as many connections before t0: the tools we compare with send
+    those requests over the pool that the run then uses, so their first wave does not pay
+    for connection setup either.
+    """
+    tr = args.traffic
+    return max(tr.num_warmups, 1 if tr.test_prompt else 0)
 
 
 def _untimed(config, samples, n: int):
@@ -208,6 +220,7 @@ def _untimed(config, samples, n: int):
         max_concurrency=None,
         max_duration_s=None,
         request_id_prefix=config.request_id_prefix + "warmup-",
+        warm_connections=0,
     )
 
 
@@ -216,7 +229,7 @@ def send_test_prompt(args: RunArgs, config, samples) -> None:
     from sonic import client
 
     tr = args.traffic
-    n = max(tr.num_warmups, 1 if tr.test_prompt else 0)
+    n = warm_connections(args)
     if n == 0:
         return
     deadline = time.monotonic() + max(tr.ready_check_timeout_s, 0.0)

@@ -95,6 +95,8 @@ class RunConfig:
     max_concurrency: int | None = None
     max_duration_s: float | None = None
     insecure: bool = False  # https without certificate checks
+    # Connections opened before t0 (GET {base_url}/health each), at most the pool size.
+    warm_connections: int = 0
 
     def to_json(self) -> str:
         b = self.body
@@ -121,6 +123,7 @@ class RunConfig:
             "max_concurrency": self.max_concurrency,
             "max_duration_s": self.max_duration_s,
             "insecure": self.insecure,
+            "warm_connections": int(self.warm_connections),
         }
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":"))

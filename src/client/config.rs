@@ -71,7 +71,13 @@ pub struct RunConfig {
     /// https without certificate checks (vLLM's `--insecure`).
     #[serde(default)]
     pub insecure: bool,
+    /// Connections opened (a GET of `{base_url}/health` each) before t0, at most the pool size.
+    #[serde(default)]
+    pub warm_connections: usize,
 }
+
+/// More warm connections than this is a mistake, not a warm-up.
+pub const MAX_WARM_CONNECTIONS: usize = 4096;
 
 pub const DEFAULT_TIMEOUT_S: f64 = 6.0 * 3600.0;
 
@@ -134,6 +140,15 @@ impl RunConfig {
                 ));
             }
         }
+        if self.warm_connections > MAX_WARM_CONNECTIONS {
+            return Err(field(
+                "warm_connections",
+                format!(
+                    "at most {MAX_WARM_CONNECTIONS}, got {}",
+                    self.warm_connections
+                ),
+            ));
+        }
         if self.max_concurrency == Some(0) {
             return Err(field("max_concurrency", "must be at least 1"));
         }
@@ -186,6 +201,11 @@ impl RunConfig {
         } else {
             format!("{base}/{}", self.endpoint)
         }
+    }
+
+    /// Where connections are opened before t0: the server's health check, on the run's host.
+    pub fn warm_url_string(&self) -> String {
+        format!("{}/health", self.base_url.trim_end_matches('/'))
     }
 
     pub fn timeout(&self) -> std::time::Duration {

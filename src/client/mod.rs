@@ -14,6 +14,7 @@ pub mod sse;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod warm;
 
 pub use config::RunConfig;
 pub use run::{start_run, RunHandle};

@@ -23,6 +23,8 @@ const ERROR_BODY_BYTES: usize = 4096;
 /// What every request of a run shares.
 pub struct RequestCtx {
     pub client: reqwest::Client,
+    /// Keeps no idle connections: a resend through it always opens a new one.
+    pub fresh: reqwest::Client,
     pub url: reqwest::Url,
     pub api: ApiKind,
     pub timeout: Duration,
@@ -78,22 +80,23 @@ async fn stream(
     rec: &mut RequestRecord,
 ) -> Result<(), Failure> {
     rec.sent_ns = since_t0(ctx);
-    let send = |body: Bytes, id: HeaderValue| {
-        ctx.client
+    let send = |client: &reqwest::Client, body: Bytes, id: HeaderValue| {
+        client
             .post(ctx.url.clone())
             .header("x-request-id", id)
             .body(body)
             .send()
     };
-    let mut resp = match send(body.clone(), request_id.clone()).await {
+    let mut resp = match send(&ctx.client, body.clone(), request_id.clone()).await {
         Ok(r) => r,
         // A pooled keep-alive connection that the server closed as we reused it (servers cap
-        // requests per connection, e.g. llama.cpp's httplib closes after 5): no response was
-        // started, so send once more on a fresh connection. `sent_ns` stays the first attempt,
-        // so the retry's cost is counted in the latency, never hidden.
-        Err(e) if closed_before_response(&e) => {
-            send(body, request_id).await.map_err(Failure::from_send)?
-        }
+        // requests per connection and close idle ones; llama.cpp's httplib does both): no
+        // response was started, so send once more, on a new connection: another pooled one
+        // may have been closed at the same moment. `sent_ns` stays the first attempt, so the
+        // retry's cost is counted in the latency, never hidden.
+        Err(e) if closed_before_response(&e) => send(&ctx.fresh, body, request_id)
+            .await
+            .map_err(Failure::from_send)?,
         Err(e) => return Err(Failure::from_send(e)),
     };
     let status = resp.status().as_u16();

@@ -15,6 +15,7 @@ use super::dispatch::{Dispatcher, Prepared};
 use super::failure::secrets_of;
 use super::request::RequestCtx;
 use super::state::{Abort, Progress, RunState};
+use super::warm::open_connections;
 use crate::recorder::Records;
 
 /// Tokio workers: the machine this was tuned on has 2 cores; the dispatcher has its own thread.
@@ -79,7 +80,9 @@ impl Drop for RunHandle {
     }
 }
 
-fn build_client(cfg: &RunConfig, pool: usize) -> Result<reqwest::Client, RunError> {
+/// `idle`: kept-alive connections per host; 0 gives a client whose every request opens a
+/// new connection (used to resend a request that met a connection the server had closed).
+fn build_client(cfg: &RunConfig, idle: usize) -> Result<reqwest::Client, RunError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in &cfg.headers {
@@ -100,7 +103,7 @@ fn build_client(cfg: &RunConfig, pool: usize) -> Result<reqwest::Client, RunErro
         .tls_danger_accept_invalid_certs(cfg.insecure)
         .http1_only()
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(pool.max(1))
+        .pool_max_idle_per_host(idle)
         .no_proxy()
         .build()
         .map_err(|e| RunError::Start(e.without_url().to_string()))
@@ -130,6 +133,10 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
         field: "base_url".into(),
         why: e.to_string(),
     })?;
+    let warm_url = reqwest::Url::parse(&cfg.warm_url_string()).map_err(|e| ConfigError::Field {
+        field: "base_url".into(),
+        why: e.to_string(),
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .thread_name("sonic-client")
@@ -137,9 +144,9 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
         .build()
         .map_err(|e| RunError::Start(e.to_string()))?;
     let pool = cfg.max_concurrency.unwrap_or(n);
-    let client = {
+    let (client, fresh) = {
         let _guard = rt.enter();
-        build_client(&cfg, pool)?
+        (build_client(&cfg, pool.max(1))?, build_client(&cfg, 0)?)
     };
     let state = Arc::new(RunState::new(n as u64));
     let result = Arc::new((Mutex::new(None), Condvar::new()));
@@ -152,16 +159,21 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
     let api = cfg.api;
     let max_concurrency = cfg.max_concurrency;
     let max_duration = cfg.max_duration_s;
+    let warm = cfg.warm_connections.min(pool);
     drop(cfg);
     std::thread::Builder::new()
         .name("sonic-dispatch".into())
         .spawn(move || {
             precise_timer_slack();
+            if warm > 0 {
+                rt.block_on(open_connections(&client, &warm_url, warm));
+            }
             let t0_unix = unix_ns();
             let t0 = mono_ns();
             state.t0_mono_ns.store(t0, Relaxed);
             let ctx = Arc::new(RequestCtx {
                 client,
+                fresh,
                 url,
                 api,
                 timeout,

@@ -1,0 +1,26 @@
+//! Open the run's connections before t0, so that the first wave of measured requests does not
+//! pay for TCP (and TLS) setup that later requests never pay: the tools we compare with send
+//! their warm-up requests over the pool that the run then uses.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+/// How long one opening request may take; a server that does not answer is left to the run.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Send `k` concurrent GETs to `url` and read their bodies, so the pool keeps `k` connections.
+/// The answers' status does not matter (a 404 still leaves a kept-alive connection); errors
+/// are ignored: the measured requests report whatever is wrong with the server.
+pub async fn open_connections(client: &reqwest::Client, url: &reqwest::Url, k: usize) {
+    let mut set = JoinSet::new();
+    for _ in 0..k {
+        let req = client.get(url.clone()).timeout(OPEN_TIMEOUT);
+        set.spawn(async move {
+            if let Ok(resp) = req.send().await {
+                let _ = resp.bytes().await;
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}

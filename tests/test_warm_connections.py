@@ -1,0 +1,122 @@
+"""Connections opened before t0: the measured run's first wave reuses the connections that the
+warm-up opened (as the tools we compare with do), so it does not pay for connection setup.
+
+A stdlib HTTP/1.1 server logs each request's method and the client's port; a port is a
+connection."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from sonic import _core, client
+from sonic.benchmark import build_run_config, warm_connections
+from sonic.compat import parse_run_args
+
+ANSWER = json.dumps(
+    {
+        "choices": [{"text": "ok", "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
+).encode()
+
+
+class _Logging(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    seen: list[tuple[str, int]]
+
+    def _answer(self, body: bytes) -> None:
+        self.seen.append((self.command, self.client_address[1]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 (stdlib naming)
+        self._answer(b"{}")
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer(ANSWER)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def logging_server():
+    seen: list[tuple[str, int]] = []
+    handler = type("Handler", (_Logging,), {"seen": seen})
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", seen
+    srv.shutdown()
+    srv.server_close()
+
+
+def _config(url: str, n: int, conc: int, warm: int) -> client.RunConfig:
+    return client.RunConfig(
+        base_url=url,
+        endpoint="/v1/completions",
+        api="completions",
+        model="m",
+        requests=[client.RequestSpec(prompt="x", max_tokens=1) for _ in range(n)],
+        schedule=client.ScheduleSpec(request_rate=None),
+        max_concurrency=conc,
+        timeout_s=10.0,
+        warm_connections=warm,
+    )
+
+
+def test_warm_connections_are_opened_before_t0_and_reused(logging_server):
+    url, seen = logging_server
+    rec = client.run(_config(url, 8, 4, 4))
+    assert rec.error == [None] * 8
+    gets = [port for method, port in seen if method == "GET"]
+    posts = [port for method, port in seen if method == "POST"]
+    assert len(gets) == 4 and len(set(gets)) == 4, seen  # four connections, one GET each
+    assert seen[:4] == [("GET", p) for p in gets]  # all before the first measured request
+    assert len(posts) == 8 and set(posts) <= set(gets), seen  # no connection opened later
+
+
+def test_no_warm_connections_by_default(logging_server):
+    url, seen = logging_server
+    rec = client.run(_config(url, 3, 1, 0))
+    assert rec.error == [None] * 3
+    assert [m for m, _ in seen] == ["POST"] * 3
+
+
+def test_warm_connections_are_capped_by_the_pool(logging_server):
+    url, seen = logging_server
+    rec = client.run(_config(url, 2, 2, 50))
+    assert rec.error == [None, None]
+    assert [m for m, _ in seen].count("GET") == 2
+
+
+def test_too_many_warm_connections_is_refused():
+    doc = json.loads(_config("http://127.0.0.1:9", 1, 1, 5000).to_json())
+    with pytest.raises(_core.CoreError, match="warm_connections.*4096"):
+        _core.start_run(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--backend", "vllm"], 0),  # vLLM sends no test prompt unless asked
+        (["--backend", "vllm", "--ready-check-timeout-sec", "5"], 1),
+        (["--backend", "vllm", "--num-warmups", "6"], 6),
+        (["--backend", "modular"], 1),  # MAX's test prompt
+        (["--backend", "modular", "--skip-test-prompt"], 0),
+        (["--backend", "modular", "--skip-test-prompt", "--num-warmups", "2"], 2),
+    ],
+)
+def test_a_run_warms_as_many_connections_as_it_sends_untimed_requests(flags, expected):
+    args = parse_run_args(["--model", "m", "--dataset-name", "random", *flags])
+    assert warm_connections(args) == expected
+    samples = [type("S", (), {"messages": None, "prompt": "x", "expected_output_len": 4})()]
+    assert build_run_config(args, samples).warm_connections == expected
