@@ -157,6 +157,11 @@ impl SimTokenizer {
         Ok(vocab)
     }
 
+    /// A real (Hugging Face) tokenizer, whose counting costs enough to keep off async workers.
+    pub fn is_hf(&self) -> bool {
+        matches!(self, SimTokenizer::Hf(_))
+    }
+
     /// Token count of a completion prompt (with the tokenizer's special tokens, like vLLM).
     pub fn count(&self, text: &str) -> usize {
         match self {
