@@ -81,8 +81,9 @@ def write_cpu_suite(
     import re
 
     text = EXAMPLE.read_text(encoding="utf-8")
-    text = text.replace('"../models/smollm2-135m"', f'"{model_dir}"')
-    text = text.replace('"../tests/', f'"{REPO / "tests"}/')
+    text = text.replace('"sonic:smollm2"', f'"{model_dir}"')
+    # The engines' lock files stay beside the example (same name and content: same venv key).
+    text = text.replace('constraints = "', f'constraints = "{EXAMPLE.parent}/')
     text = re.sub(r"output_len = \d+", f"output_len = {output_len}", text)
     quick = (
         "[quick]\n"

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -225,10 +226,30 @@ def test_summary_content(built):
     suite, paths, _ = built
     text = paths.summary.read_text()
     assert text.startswith("# sonic-bench report: synthetic-pair [SIMULATED]")
-    # fairness first and loud: the failed check, before the setup and the results
-    fair = _section(text, "## Fairness")
-    assert "UNFAIR COMPARISON" in fair and "max_output_len" in fair and "FAIL" in fair
-    assert text.index("## Fairness") < text.index("## What was run") < text.index("## Winners")
+    # the answer first: verdict, curves, tables, then validation and provenance
+    order = [
+        "## Verdict",
+        "## Latency vs throughput",
+        "## Scenario chat",
+        "## Scenario code",
+        "## Validation",
+        "## What was run",
+        "## Method",
+    ]
+    assert [text.index(h) for h in order] == sorted(text.index(h) for h in order)
+    assert text.index("![chat: latency–throughput curves](plots/chat-curves.png)") < text.index(
+        "### chat · rate 1 req/s"
+    )
+    # unfairness is still said before the answer, in one line that names the checks
+    head = text[: text.index("## Verdict")]
+    assert "UNFAIR COMPARISON" in head and "max_output_len failed" in head
+    assert "prefix_caching warned" in head
+    # the validation: problems in a table (details as key: value), passing checks folded
+    fair = _section(text, "## Validation")
+    assert "UNFAIR COMPARISON" in fair and "max_output_len" in fair and "| FAIL |" in fair
+    assert "alpha: 256; beta: 1024" in fair and "{" not in fair
+    assert fair.index("| FAIL |") < fair.index("| WARN |") < fair.index("<details>")
+    assert fair.index("<details>") < fair.index("| PASS | dtype |") < fair.index("</details>")
     setup = _section(text, "## What was run")
     for name in ENGINES:
         assert f"{name}-1.2.3" in setup and f"--engine {name}" in setup
@@ -249,19 +270,100 @@ def test_summary_content(built):
                 ].iloc[0]
                 assert fmt.value_ci(r["mean"], r["ci_low"], r["ci_high"]) in block
             assert "beta [SIMULATED] / alpha" in block  # the pair's ratio row
-    # winners: TTFT to alpha (designed 40 vs 90 ms base), TPOT to beta (8 vs 5 ms ITL)
-    win = _section(text, "## Winners")
+    # verdict: TTFT to alpha (designed 40 vs 90 ms base), TPOT to beta (8 vs 5 ms ITL)
+    win = _section(text, "## Verdict")
     ttft = next(ln for ln in win.splitlines() if ln.startswith("| chat | p99 TTFT"))
-    assert "alpha (significant at 2 of 2 points)" in ttft and "% lower" in ttft
+    assert "alpha lower at 2 of 2 point(s), significant" in ttft and "95% CI [" in ttft
     tpot = next(ln for ln in win.splitlines() if ln.startswith("| chat | p99 TPOT"))
-    assert "beta [SIMULATED] (significant at 2 of 2 points)" in tpot
+    assert "beta [SIMULATED] lower at 2 of 2 point(s), significant" in tpot
+    # the opening answer: one line per scenario × headline metric
+    said = [ln for ln in win.splitlines() if ln.startswith("- **")]
+    assert [ln.split(":**")[0] for ln in said] == [
+        f"- **{s} · {m}" for s in SCENARIOS
+        for m in ("output throughput (tok/s)", "p99 TTFT (ms)", "p99 TPOT (ms)")
+    ]  # fmt: skip
+    assert "untested (one repeat: no confidence interval); by mean" in said[3]
+
+
+def test_the_answer_quotes_the_computed_verdicts(built):
+    """Every number of the opening answer comes from stats.winners, none is pooled."""
+    from sonic.report import fmt, html, summary
+    from sonic.report.model import collect
+
+    suite, paths, _ = built
+    data = collect(suite.root)
+    said = dict(summary.answer(data))
+    line = said["chat · p99 TTFT (ms):"]
+    win = data.winners
+    for rate in RATES:
+        w = win[
+            (win["scenario"] == "chat")
+            & (win["metric"] == "p99_ttft_ms")
+            & (win["request_rate"] == rate)
+        ].iloc[0]
+        assert w["winner"] == "alpha" and bool(w["significant"]) is True
+        interval = fmt.ci(w["ci_low"], w["ci_high"], fmt.ratio)
+        assert (
+            f"{fmt.pct(w['difference_pct'])} at rate {rate:g} req/s (ratio "
+            f"{fmt.ratio(w['ratio'])}, 95% CI {interval})"
+        ) in line
+    assert line.startswith("alpha lower at 2 of 2 point(s), significant: ")
+    # the same sentences open both files
+    assert "- **chat · p99 TTFT (ms):** " + line in paths.summary.read_text()
+    assert html.e(line) in paths.html.read_text()
+
+
+def test_details_lines_are_readable_text_not_json():
+    from sonic.report.fmt import details_lines
+
+    assert details_lines({"alpha": 256, "beta": 1024}) == ["alpha: 256", "beta: 1024"]
+    assert details_lines(None) == details_lines({}) == details_lines([]) == []
+    # the shapes validate.py writes: settings, fingerprints, a client signature, answers
+    settings = {
+        "alpha": {"state": "set", "value": "bfloat16"},
+        "beta": {"state": "default", "value": None},
+    }
+    assert details_lines(settings) == [
+        "alpha: state=set, value=bfloat16",
+        "beta: state=default, value=none",
+    ]
+    assert details_lines({"fingerprints": {"alpha": "ab12", "beta": "ab12"}, "num_prompts": 8}) == [
+        "fingerprints: alpha=ab12, beta=ab12",
+        "num_prompts: 8",
+    ]
+    signature = {
+        "signature": {
+            "rules": {"compat": "vllm", "token_count": "server"},
+            "ignore_eos": True,
+            "sampling": {"temperature": 0.0},
+            "stop": ["</s>", "\n\n"],
+        }
+    }
+    assert details_lines(signature) == [
+        "signature › rules: compat=vllm, token_count=server",
+        "signature › ignore_eos: yes",
+        "signature › sampling: temperature=0",
+        "signature › stop: </s>, '\\n\\n'",
+    ]
+    answers = {"answers": {"alpha": {"ok": True, "text": "x" * 500, "extra": {"a": [1, 2]}}}}
+    lines = details_lines(answers, max_chars=40)
+    assert lines[0] == "answers › alpha › ok: yes"
+    assert lines[1] == "answers › alpha › text: " + "x" * 39 + "…"
+    assert lines[2] == "answers › alpha › extra › a: 1, 2"
+    many = details_lines({f"k{i}": i for i in range(30)}, max_lines=5)
+    assert many == ["k0: 0", "k1: 1", "k2: 2", "k3: 3", "… and 26 more"]
+    for shape in (settings, signature, answers, [{"a": 1}, {"b": [1, {"c": 2}]}]):
+        for ln in details_lines(shape):
+            assert not ln.lstrip().startswith(("{", "[")) and '{"' not in ln and "':" not in ln
 
 
 def test_simulated_engines_are_labelled_everywhere(built):
     suite, paths, console = built
     text = paths.summary.read_text()
     assert "**[SIMULATED]** Results from beta" in text
-    results_part = text[text.index("## What was run") :]
+    # every table the report computes labels the simulated engine (validation.json's own
+    # text, quoted in the validation section, is left as it was written)
+    results_part = text[text.index("## Verdict") :].replace(_section(text, "## Validation"), "")
     # every mention of the simulated engine in tables carries the label; the real one never
     for line in results_part.splitlines():
         if line.startswith("|"):
@@ -305,9 +407,160 @@ def test_report_html_is_self_contained_and_escaped(built):
     assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
     # text from the results directory is escaped
     assert "beta at 1024 &lt;script&gt;" in html and "1024 <script>" not in html
-    for section in ("fairness", "setup", "winners", "scenario-chat", "scenario-code", "runs"):
+    for section in SECTION_ORDER:
         assert f'id="{section}"' in html
     assert "UNFAIR COMPARISON" in html and "manifest.json" in html
+
+
+# the report's sections, in the order a reader meets them: the answer first
+SECTION_ORDER = (
+    "verdict",
+    "curves",
+    "all-metrics",
+    "scenario-chat",
+    "scenario-code",
+    "validation",
+    "setup",
+    "runs",
+    "method",
+)
+
+
+class _Cells(HTMLParser):
+    """Every table cell's text, its table's class and whether it sits in a <details>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[dict] = []
+        self.details = 0
+        self.tables: list[str] = []
+        self.cell: dict | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "details":
+            self.details += 1
+        elif tag == "table":
+            self.tables.append(dict(attrs).get("class") or "")
+        elif tag in ("td", "th"):
+            table = self.tables[-1] if self.tables else ""
+            self.cell = {"tag": tag, "text": "", "folded": self.details > 0, "table": table}
+
+    def handle_endtag(self, tag):
+        if tag == "details":
+            self.details -= 1
+        elif tag == "table" and self.tables:
+            self.tables.pop()
+        elif tag in ("td", "th") and self.cell is not None:
+            self.cell["text"] = " ".join(self.cell["text"].split())
+            self.cells.append(self.cell)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell["text"] += data
+
+
+def _cells(html: str) -> list[dict]:
+    parser = _Cells()
+    parser.feed(html)
+    return parser.cells
+
+
+def test_report_html_leads_with_the_answer(built):
+    _, paths, _ = built
+    html = paths.html.read_text()
+    at = {s: html.index(f'<section id="{s}"') for s in SECTION_ORDER}
+    assert list(at) == sorted(at, key=at.get)  # verdict, curves, tables, validation, details
+    # the notices that qualify the answer stand above it, one line each
+    assert html.index('id="simulated"') < html.index('id="fairness-notice"') < at["verdict"]
+    notice = html[html.index('id="fairness-notice"') : at["verdict"]]
+    assert "UNFAIR COMPARISON" in notice and "max_output_len failed" in notice
+    # the opening paragraph: per scenario and headline metric, margin, CI, significance
+    answer = html[html.index('<p class="answer">', at["verdict"]) : at["curves"]]
+    answer = answer[: answer.index("</p>")]
+    for scenario in SCENARIOS:
+        for metric in ("output throughput (tok/s)", "p99 TTFT (ms)", "p99 TPOT (ms)"):
+            assert f"<b>{scenario} · {metric}:</b>" in answer
+    assert answer.count("95% CI [") >= 8 and "significant" in answer
+    # the first figure is a latency–throughput plot, and it comes before any value table
+    first_img = html.index("<img")
+    assert at["curves"] < first_img < html.index('<table class="values"')
+    assert "latency–throughput curves" in html[first_img : html.index("</figure>", first_img)]
+
+
+def test_validation_shows_problems_and_folds_passing_checks(built):
+    _, paths, _ = built
+    html = paths.html.read_text()
+    section = html[html.index('<section id="validation"') :]
+    section = section[: section.index("</section>")]
+    cells = _cells(section)
+    status = {c["text"]: c for c in cells if c["text"] in ("FAIL", "WARN", "PASS")}
+    assert not status["FAIL"]["folded"] and not status["WARN"]["folded"]
+    assert status["PASS"]["folded"]  # inside <details>, closed
+    assert re.search(r"<details class=\"passing\"><summary>1 passing check", section)
+    assert "<details open" not in section
+    assert (
+        section.index("max_output_len")
+        < section.index("prefix_caching")
+        < section.index("<details")
+    )
+    assert section.index("<details") < section.index("both bfloat16")
+    # structured details as key: value lines
+    assert "alpha: 256<br>beta: 1024" in section
+
+
+def test_no_table_cell_holds_json(built, tmp_path: Path):
+    from sonic.report import build_report
+    from test_analysis import VALIDATION_UNFAIR
+
+    _, paths, _ = built
+    # and a validation.json with the nested details validate.py writes
+    suite = make_suite(
+        tmp_path / "nested",
+        validation={
+            "checks": [
+                *VALIDATION_UNFAIR["checks"],
+                {
+                    "name": "fairness.chat.client",
+                    "status": "pass",
+                    "reason": "every engine gets the same rules",
+                    "details": {
+                        "signature": {
+                            "rules": {"compat": "vllm", "token_count": "server"},
+                            "sampling": {"temperature": 0.0, "top_p": 1.0},
+                            "max_tokens": {"total": 240, "max": 13},
+                        }
+                    },
+                },
+                {
+                    "name": "settings.dtype",
+                    "status": "warn",
+                    "reason": "dtype not controlled for every engine",
+                    "details": {
+                        "alpha": {"state": "set", "value": "bfloat16"},
+                        "beta": {"state": "default", "value": None},
+                    },
+                },
+                {"name": "consistency.probe", "status": "pass", "details": [{"a": [1, 2]}]},
+            ],
+            "fair": False,
+        },
+    )
+    nested = build_report(suite.root, quiet=True)
+    for page in (paths.html, nested.html):
+        cells = _cells(page.read_text())
+        assert len(cells) > 100
+        for c in cells:
+            text = c["text"]
+            assert not text.startswith(("{", "[")), c
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                continue
+            assert not isinstance(parsed, (dict, list)), c
+    text = nested.html.read_text()
+    assert "signature › sampling: temperature=0, top_p=1" in text
+    assert "alpha: state=set, value=bfloat16<br>beta: state=default, value=none" in text
 
 
 def _chromium() -> str:
@@ -358,6 +611,32 @@ def _render(html_file: Path, work: Path, *extra: str) -> tuple[str, list[str]]:
     return proc.stdout, page_urls
 
 
+# Added to a copy of the report by the layout test: where the browser laid things out.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  function top(sel) {
+    var el = document.querySelector(sel);
+    return el ? String(Math.round(el.getBoundingClientRect().top + window.scrollY)) : "-1";
+  }
+  function shown(sel) {  // closed <details> content keeps boxes: ask for visibility
+    var el = document.querySelector(sel);
+    if (!el) return "missing";
+    var vis = el.checkVisibility ? el.checkVisibility({contentVisibilityAuto: true})
+                                 : el.getClientRects().length > 0;
+    return vis ? "yes" : "no";
+  }
+  var b = document.body;
+  b.setAttribute("data-top-verdict", top("#verdict"));
+  b.setAttribute("data-top-answer", top("p.answer"));
+  b.setAttribute("data-top-curves", top("#curves img"));
+  b.setAttribute("data-top-values", top("table.values"));
+  b.setAttribute("data-top-validation", top("#validation"));
+  b.setAttribute("data-problems-shown", shown("#validation table.problems"));
+  b.setAttribute("data-passing-shown", shown("#validation details.passing table"));
+});
+</script></body>"""
+
+
 def test_report_renders_in_headless_chromium_without_network(built, tmp_path: Path):
     _, paths, _ = built
     dom, requested = _render(paths.html, tmp_path / "a", "--dump-dom")
@@ -367,6 +646,19 @@ def test_report_renders_in_headless_chromium_without_network(built, tmp_path: Pa
     assert 'data-images="4"' in dom and 'data-images-loaded="4"' in dom
     assert dom.count("<table") >= 10 and "Scenario chat" in dom and "Scenario code" in dom
 
+    # as laid out: the answer on the first screen, then the curves, the tables, validation;
+    # failures shown, passing checks folded
+    probed = tmp_path / "probed.html"
+    probed.write_text(paths.html.read_text().replace("</body>", LAYOUT_PROBE, 1))
+    dom, _ = _render(probed, tmp_path / "c", "--dump-dom", "--window-size=1280,900")
+    layout = dict(re.findall(r'data-(top-[a-z]+|[a-z]+-shown)="([^"]*)"', dom))
+    tops = [
+        int(layout[f"top-{k}"]) for k in ("verdict", "answer", "curves", "values", "validation")
+    ]
+    assert 0 < tops[0] < tops[1] < 900, layout  # the answer starts on the first screen
+    assert tops == sorted(tops), layout
+    assert layout["problems-shown"] == "yes" and layout["passing-shown"] == "no", layout
+
     shot = tmp_path / "shot.png"
     _render(paths.html, tmp_path / "b", f"--screenshot={shot}", "--window-size=1200,2400")
     from matplotlib.image import imread
@@ -374,6 +666,10 @@ def test_report_renders_in_headless_chromium_without_network(built, tmp_path: Pa
     pixels = imread(str(shot))
     assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000
     assert len(np.unique(pixels.reshape(-1, pixels.shape[-1])[::97], axis=0)) > 20  # not blank
+    # the unfair notice's red (#fde2e1) is painted near the top, above the answer
+    rgb = np.round(pixels[..., :3] * 255)
+    red_rows = np.where((np.abs(rgb - [253, 226, 225]).sum(axis=-1) < 6).any(axis=1))[0]
+    assert red_rows.size and red_rows.min() < int(layout["top-verdict"]), red_rows[:5]
 
 
 def test_the_network_check_catches_an_external_reference(tmp_path: Path):

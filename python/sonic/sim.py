@@ -56,8 +56,13 @@ class SimOptions:
         return cls(**options)  # type: ignore[arg-type]
 
     def to_json(self) -> str:
-        """The JSON the Rust core validates (unset options left out)."""
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+        """The JSON the Rust core validates (unset options left out; ``sonic:`` names resolved)."""
+        from sonic.resources import resolve
+
+        doc = {k: v for k, v in asdict(self).items() if v is not None}
+        if "tokenizer" in doc:
+            doc["tokenizer"] = resolve(doc["tokenizer"])
+        return json.dumps(doc)
 
 
 class SimHandle:

@@ -366,10 +366,12 @@ def load_tokenizer(
     say how to pass a local path. ``trust_remote_code`` is accepted for CLI parity: a
     tokenizer.json never runs code, so it changes nothing.
     """
+    from sonic.resources import resolve
+
     del trust_remote_code  # tokenizer.json is data; there is no remote code to trust
     if not name_or_path or not str(name_or_path).strip():
         raise SonicError(f"no tokenizer given; {_LOCAL_HINT} or a Hub model id")
-    name = str(name_or_path)
+    name = resolve(str(name_or_path))
     path = Path(name).expanduser()
     if path.is_dir():
         return _from_directory(path, name)

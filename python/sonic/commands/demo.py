@@ -30,15 +30,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("run_args", nargs="*", help="extra `sonic run` flags (after --)")
     ns = parser.parse_args(argv)
 
-    from importlib.resources import files
-
     from sonic.benchmark import run_benchmark
     from sonic.compat import parse_run_args
+    from sonic.resources import resolve
     from sonic.sim import SimProcess
 
     # The small byte-level BPE shipped in the package: the sim counts prompt tokens with it and
     # the client re-tokenizes outputs with it, so both sides agree without any download.
-    tokenizer = str(files("sonic") / "data" / "demo_tokenizer")
+    tokenizer = resolve("sonic:demo")
 
     with SimProcess("--profile", ns.profile, "--tokenizer", tokenizer) as server:
         url = server.url

@@ -1,4 +1,4 @@
-"""``sonic suite run|setup SUITE.toml``: the fair comparison suite (see ``sonic.suite``)."""
+"""``sonic suite run|setup|lock SUITE.toml``: the fair comparison suite (see ``sonic.suite``)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument(
         "--force", action="store_true", help="rebuild the virtualenvs even when they are complete"
     )
+    lock = sub.add_parser(
+        "lock",
+        help="record each engine's constraints (lock) file from a known-good install",
+        description="For each engine with `install` and `constraints`: install its spec without "
+        "the lock (or reuse that virtualenv when complete), then write its `pip freeze` (less "
+        "pip, setuptools, wheel and local/editable lines) to the constraints file. `sonic suite "
+        "setup` then passes the file to every pip install as -c. The lock is specific to the "
+        "Python version and platform it was recorded on.",
+        allow_abbrev=False,
+    )
+    lock.error = parser.error  # type: ignore[method-assign]
+    lock.add_argument("config", metavar="SUITE.toml", help="the suite file")
+    lock.add_argument("--engines", metavar="A,B", help="only these engines (comma-separated)")
+    lock.add_argument(
+        "--force",
+        action="store_true",
+        help="re-resolve from today's releases even when an unlocked install is cached",
+    )
     return parser
 
 
@@ -99,6 +117,10 @@ def main(argv: list[str]) -> int:
         from sonic.suite.provision import setup_suite
 
         return setup_suite(ns.config, engines=_engine_list(ns.engines), force=ns.force)
+    if ns.action == "lock":
+        from sonic.suite.provision import lock_suite
+
+        return lock_suite(ns.config, engines=_engine_list(ns.engines), force=ns.force)
     if ns.action != "run":
         parser.print_help()
         return 2

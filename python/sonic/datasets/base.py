@@ -152,8 +152,11 @@ class DatasetArgs:
 
 # -- reading input files --------------------------------------------------------------------------
 def existing_file(path: str | Path, what: str) -> Path:
-    """``path`` as a Path, or a one-line error if it is missing or not a file."""
-    p = Path(path).expanduser()
+    """``path`` (or a shipped ``sonic:NAME``) as a Path, or a one-line error if it is missing
+    or not a file."""
+    from sonic.resources import resolve
+
+    p = Path(resolve(str(path))).expanduser()
     if not p.exists():
         raise SonicError(f"{what} {p} does not exist")
     if not p.is_file():

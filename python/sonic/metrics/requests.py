@@ -61,6 +61,9 @@ class RequestMetrics:
     generated_text: list[str]
     # Tokens in the chunk that closes each ITL gap (rules.step_tpot only; MAX 2026's step TPOT).
     itl_tokens: np.ndarray | None = None
+    # The finish_reason the server sent per request ("length", "stop", ...; None: none sent).
+    # The output-length check trusts it over a re-tokenized count (sonic.metrics.outlen).
+    finish_reason: list[str | None] | None = None
 
     def itls(self, i: int) -> np.ndarray:
         """Request i's inter-token gaps in seconds."""
@@ -220,6 +223,7 @@ def compute_request_metrics(
         nonempty_chunks=nonempty.astype(np.int64),
         generated_text=texts,
         itl_tokens=itl_tokens,
+        finish_reason=list(records.finish_reason),
     )
 
 

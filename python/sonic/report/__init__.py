@@ -34,7 +34,7 @@ class ReportPaths:
 
 
 def require_deps() -> None:
-    """pandas and matplotlib are the ``report`` extra: say how to get them, in one line."""
+    """pandas and matplotlib are dependencies; an environment without them is broken."""
     missing = []
     for mod in ("pandas", "matplotlib"):
         try:
@@ -43,7 +43,8 @@ def require_deps() -> None:
             missing.append(mod)
     if missing:
         raise SonicError(
-            f"the report needs {' and '.join(missing)}: pip install 'sonic-bench[report]'"
+            f"the report needs {' and '.join(missing)}, which sonic-bench depends on: "
+            "reinstall it (pip install sonic-bench)"
         )
 
 
@@ -149,7 +150,7 @@ def build_report(
     figures = plots.all_plots(data)
     root = data.root
     plot_paths = _write_plots(root, [p for ps in figures.values() for p in ps])
-    summary_path = write_atomic(root / SUMMARY_FILE, [summary.render(data)])
+    summary_path = write_atomic(root / SUMMARY_FILE, [summary.render(data, figures)])
     html_path = write_atomic(root / HTML_FILE, [html.render(data, figures)])
     paths = ReportPaths(summary=summary_path, html=html_path, plots=plot_paths)
     if not quiet:

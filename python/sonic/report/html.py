@@ -1,5 +1,11 @@
 """``report.html``: one self-contained file that opens without a network.
 
+It leads with the answer: the title, a one-line simulated / unfair notice, the verdict (a
+line per scenario and headline metric, with its CI), the latency–throughput curves, every
+scenario × metric's verdict, the per-point tables, the validation (failures and warnings
+visible, passing checks folded in a ``<details>``), then provenance (setup, runs, method).
+No table cell holds JSON: structured check details go through ``fmt.details_lines``.
+
 Styles are inline, figures are base64 PNG ``data:`` URIs, and the only script is a few inline
 lines that mark the body once every image has decoded (the headless-browser test reads it).
 Every piece of text from the results directory goes through ``html.escape``.
@@ -9,13 +15,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from typing import Any
 
 from sonic.report import fmt, summary
 from sonic.report.model import SIMULATED_TAG, ReportData
 from sonic.report.plots import Plot, slug
-from sonic.report.stats import points, scenario_verdicts, usable
+from sonic.report.stats import points, usable
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
@@ -38,6 +43,10 @@ font-size:.75rem;font-weight:700;margin-left:.25rem}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #d0d5de}
 figcaption{font-size:.85rem;color:#5f6b7a}
 nav a{margin-right:1rem}pre{background:#f5f7fa;padding:.8rem;overflow:auto;font-size:.8rem}
+p.answer{font-size:1rem;line-height:1.6}p.answer b{white-space:nowrap}
+tr.group th{background:#dfe5ee;font-size:.92rem}
+details{margin:.6rem 0}summary{cursor:pointer;color:#33415c;font-weight:600}
+.banner.top{font-weight:600;margin:.6rem 0}
 """
 
 SCRIPT = """
@@ -83,46 +92,65 @@ def _labelled(data: ReportData, text: str) -> str:
     return out.replace(e(SIMULATED_TAG), f'<span class="tag">{e(SIMULATED_TAG)}</span>')
 
 
+def details_cell(details: Any) -> str:
+    """A check's structured details as escaped ``key: value`` lines (never JSON)."""
+    return "<br>".join(e(line) for line in fmt.details_lines(details))
+
+
+def _check_row(c: dict[str, Any], *, with_fix: bool = True) -> list[str]:
+    status = str(c.get("status", "?"))
+    row = [
+        f'<span class="status-{e(status)}">{e(status.upper())}</span>',
+        e(c.get("name", "?")),
+        e(c.get("reason", "")),
+    ]
+    if with_fix:
+        row.append(e(c.get("fix") or ""))
+    return row + [details_cell(c.get("details"))]
+
+
 def fairness_html(data: ReportData) -> str:
-    parts = ['<section id="fairness"><h2>Fairness (validation)</h2>']
+    """Validation: failures and warnings first and visible, passing checks folded away."""
+    parts = ['<section id="validation"><h2>Validation (fairness)</h2>']
     if data.validation is None:
         parts.append(
             '<div class="banner warn">Fairness was not checked: this directory has no '
             "validation.json.</div>"
         )
+        return "".join(parts) + "</section>"
+    n_fail, n_warn, n_pass = summary.check_counts(data)
+    if data.unfair():
+        parts.append(
+            f'<div class="banner unfair">⚠ UNFAIR COMPARISON: {n_fail} check(s) failed, '
+            f"{n_warn} warned. The differences above may come from unequal conditions, not "
+            "from the engines.</div>"
+        )
+    elif n_warn:
+        parts.append(f'<div class="banner warn">⚠ {n_warn} fairness check(s) warned.</div>')
     else:
-        problems = data.fairness_problems()
-        n_fail = sum(1 for c in problems if c.get("status") == "fail")
-        n_warn = len(problems) - n_fail
-        if data.unfair():
-            parts.append(
-                f'<div class="banner unfair" id="unfair">⚠ UNFAIR COMPARISON: {n_fail} check(s) '
-                f"failed, {n_warn} warned. Differences below may come from unequal conditions, "
-                "not from the engines.</div>"
+        parts.append(f'<div class="banner ok">All {n_pass} validation checks passed.</div>')
+    problems = data.fairness_problems()
+    if problems:
+        parts.append(
+            table(
+                ["status", "check", "reason", "fix", "details"],
+                [_check_row(c) for c in problems],
+                cls="problems",
+                raw=True,
             )
-        elif n_warn:
-            parts.append(f'<div class="banner warn">⚠ {n_warn} fairness check(s) warned.</div>')
-        else:
-            parts.append('<div class="banner ok">All validation checks passed.</div>')
-        rows = []
-        for c in sorted(
-            data.checks(), key=lambda c: {"fail": 0, "warn": 1}.get(c.get("status"), 2)
-        ):
-            status = str(c.get("status", "?"))
-            details = c.get("details")
-            rows.append(
-                [
-                    f'<span class="status-{e(status)}">{e(status.upper())}</span>',
-                    e(c.get("name", "?")),
-                    e(c.get("reason", "")),
-                    e(c.get("fix", "")),
-                    e(json.dumps(details) if details not in (None, {}, []) else ""),
-                ]
+        )
+    passing = summary.passing_checks(data)
+    if passing:
+        parts.append(
+            f'<details class="passing"><summary>{len(passing)} passing check(s)</summary>'
+            + table(
+                ["status", "check", "reason", "details"],
+                [_check_row(c, with_fix=False) for c in passing],
+                raw=True,
             )
-        if rows:
-            parts.append(table(["status", "check", "reason", "fix", "details"], rows, raw=True))
-    parts.append("</section>")
-    return "".join(parts)
+            + "</details>"
+        )
+    return "".join(parts) + "</section>"
 
 
 def setup_html(data: ReportData) -> str:
@@ -175,40 +203,67 @@ def setup_html(data: ReportData) -> str:
     )
 
 
-def winners_html(data: ReportData) -> str:
-    verdicts = scenario_verdicts(data.winners)
-    parts = ['<section id="winners"><h2>Winners</h2>']
-    if not verdicts:
-        parts.append("<p>No point was run by two or more engines: nothing to compare.</p>")
+def verdict_html(data: ReportData) -> str:
+    """The answer: a line per scenario and headline metric (every metric comes after the
+    curves, in ``all_metrics_html``)."""
+    parts = ['<section id="verdict"><h2>Verdict</h2>']
+    said = summary.answer(data)
+    if not said:
+        parts.append(f"<p>{e(summary.NOTHING_TO_COMPARE)}</p>")
         return "".join(parts) + "</section>"
     parts.append(
-        '<p class="muted">Per scenario and metric, each request rate on its own (rates are '
-        "never averaged); the percentage is the winner's margin over the runner-up.</p>"
+        '<p class="answer">'
+        + "<br>".join(
+            f"<b>{_labelled(data, lead)}</b> {_labelled(data, text)}" for lead, text in said
+        )
+        + "</p>"
     )
-    rows = []
-    for v in verdicts:
-        if v["state"] == "consistent":
-            overall = (
-                f"{engine_html(data, v['overall'])} (significant at {v['significant_points']} "
-                f"of {len(v['points'])} points)"
-            )
-        else:
-            overall = e(v["state"])
-        per_point = "<br>".join(
-            f"{e(fmt.point(p['request_rate'], p['max_concurrency']))}: "
-            f"{_labelled(data, summary.verdict_text(data, p))}"
-            for p in v["points"]
-        )
-        rows.append(
-            [e(v["scenario"]), e(summary.metric_label(data, v["metric"])), overall, per_point]
-        )
-    parts.append(table(["scenario", "metric", "better", "per point"], rows, raw=True))
     return "".join(parts) + "</section>"
 
 
+def all_metrics_html(data: ReportData) -> str:
+    """Every scenario × metric's verdict, after the curves (the answer above has the headline
+    metrics)."""
+    if not summary.answer(data):
+        return ""
+    return (
+        '<section id="all-metrics"><h2>Every metric</h2>'
+        + verdict_table(data)
+        + f'<p class="muted">{e(summary.VERDICT_NOTE)}</p></section>'
+    )
+
+
+def verdict_table(data: ReportData) -> str:
+    """Every scenario × metric, a heading row per scenario, a line per point."""
+    head = "".join(f"<th>{e(h)}</th>" for h in summary.VERDICT_HEADERS[1:])
+    body, current = [], None
+    for scenario, metric, verdict, pts in summary.verdict_rows(data):
+        if scenario != current:
+            current = scenario
+            body.append(f'<tr class="group"><th colspan="3">Scenario {e(scenario)}</th></tr>')
+        cells = [e(metric), _labelled(data, verdict), "<br>".join(_labelled(data, t) for t in pts)]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (
+        f'<table class="verdicts"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def curves_html(plots: dict[str, list[Plot]]) -> str:
+    """The latency–throughput curves of every scenario, right after the verdict."""
+    curves = [p for ps in plots.values() for p in ps if p.kind == "curves"]
+    if not curves:
+        return ""
+    return (
+        '<section id="curves"><h2>Latency vs throughput</h2>'
+        + "".join(img(p) for p in curves)
+        + "</section>"
+    )
+
+
 def scenario_html(data: ReportData, scenario: str, plots: list[Plot]) -> str:
+    """The per-point tables of one scenario, then its other figures (curves are up top)."""
     parts = [f'<section id="scenario-{e(slug(scenario))}"><h2>Scenario {e(scenario)}</h2>']
-    parts += [img(p) for p in plots]
     good = usable(data.results)
     for point in points(good[good["scenario"] == scenario]):
         parts.append(f"<h3>{e(scenario)} · {e(fmt.point(point[1], point[2]))}</h3>")
@@ -231,6 +286,7 @@ def scenario_html(data: ReportData, scenario: str, plots: list[Plot]) -> str:
                     raw=True,
                 )
             )
+    parts += [img(p) for p in plots if p.kind != "curves"]
     return "".join(parts) + "</section>"
 
 
@@ -244,8 +300,8 @@ def runs_html(data: ReportData) -> str:
                 e(r.run_id),
                 e(r.dialect or ""),
                 e(status),
-                e(fmt.num(r.completed)),
-                e(fmt.num(r.failed)),
+                e(fmt.count(r.completed)),
+                e(fmt.count(r.failed)),
                 e(r.error or ""),
             ]
         )
@@ -260,37 +316,47 @@ def runs_html(data: ReportData) -> str:
     )
 
 
+def top_notices(data: ReportData) -> str:
+    """What qualifies the answer, in a line each, above it: simulated engines, unfairness."""
+    out = ""
+    if data.any_simulated:
+        notice = e(summary.simulated_notice(data, bold=False))
+        out += f'<div class="banner sim top" id="simulated">{notice}</div>'
+    unfair = summary.unfair_notice(data)
+    if unfair:
+        cls = "unfair" if data.unfair() else "warn"
+        text = e(unfair).replace("See Validation.", '<a href="#validation">See Validation.</a>')
+        out += f'<div class="banner {cls} top" id="fairness-notice">{text}</div>'
+    return out
+
+
 def render(data: ReportData, plots: dict[str, list[Plot]]) -> str:
-    sections = [fairness_html(data), setup_html(data), winners_html(data)]
+    """The page, answer first: verdict, curves, every metric's verdict, per-point tables,
+    validation, provenance."""
     good = usable(data.results)
     scenarios = list(dict.fromkeys(good["scenario"]))
+    sections = [verdict_html(data), curves_html(plots), all_metrics_html(data)]
     sections += [scenario_html(data, s, plots.get(s, [])) for s in scenarios]
     if not scenarios:
         sections.append("<section><h2>Results</h2><p>No run finished with results yet.</p>")
         sections.append("</section>")
-    sections.append(runs_html(data))
+    sections += [fairness_html(data), setup_html(data), runs_html(data)]
     method = " ".join(summary.method_lines(data)[2:]).strip()
     sections.append(f'<section id="method"><h2>Method</h2><p>{e(method)}</p></section>')
-    nav = "".join(
-        f'<a href="#{target}">{e(label)}</a>'
-        for target, label in [
-            ("fairness", "Fairness"),
-            ("setup", "Setup"),
-            ("winners", "Winners"),
-            *[(f"scenario-{e(slug(s))}", s) for s in scenarios],
-            ("runs", "Runs"),
-        ]
-    )
-    banner = ""
-    if data.any_simulated:
-        notice = e(summary.simulated_notice(data, bold=False))
-        banner = f'<div class="banner sim" id="simulated">{notice}</div>'
+    links = [("verdict", "Verdict")]
+    if any(p.kind == "curves" for ps in plots.values() for p in ps):
+        links.append(("curves", "Latency vs throughput"))
+    if summary.answer(data):
+        links.append(("all-metrics", "Every metric"))
+    links += [(f"scenario-{slug(s)}", s) for s in scenarios]
+    links += [("validation", "Validation"), ("setup", "Setup"), ("runs", "Runs")]
+    nav = "".join(f'<a href="#{e(target)}">{e(label)}</a>' for target, label in links)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(data.title)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{_labelled(data, data.title)}</h1>"
         f'<p class="muted">{e(summary.status_line(data).replace("**", ""))}</p></header>'
-        f"{banner}<nav>{nav}</nav>{''.join(sections)}"
+        f"{top_notices(data)}<nav>{nav}</nav>{''.join(sections)}"
         f"<script>{SCRIPT}</script></body></html>\n"
     )

@@ -42,11 +42,13 @@ MAX_DIST_ROWS = 8
 
 @dataclass
 class Plot:
-    """One figure: file name under plots/, caption, PNG bytes."""
+    """One figure: file name under plots/, caption, PNG bytes, and which kind it is
+    (``curves``, ``distributions`` or ``timeline``: the report places them by kind)."""
 
     name: str
     title: str
     png: bytes
+    kind: str = ""
 
 
 def slug(text: str) -> str:
@@ -108,7 +110,12 @@ def curves(data: ReportData, scenario: str) -> Plot | None:
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(handles)))
     fig.suptitle(f"{scenario}: latency vs throughput (points labelled with request rate)")
-    return Plot(f"{slug(scenario)}-curves.png", f"{scenario}: latency–throughput curves", _png(fig))
+    return Plot(
+        f"{slug(scenario)}-curves.png",
+        f"{scenario}: latency–throughput curves",
+        _png(fig),
+        "curves",
+    )
 
 
 def _samples(req, engine: str, point, column: str):
@@ -166,6 +173,7 @@ def distributions(data: ReportData, scenario: str) -> Plot | None:
         f"{slug(scenario)}-distributions.png",
         f"{scenario}: TTFT / TPOT / ITL distributions",
         _png(fig),
+        "distributions",
     )
 
 
@@ -230,6 +238,7 @@ def timelines(data: ReportData, scenario: str) -> Plot | None:
         f"{slug(scenario)}-timeline.png",
         f"{scenario}: client in-flight, engine queue, KV cache and GPU over time",
         _png(fig),
+        "timeline",
     )
 
 

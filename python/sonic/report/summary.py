@@ -1,18 +1,25 @@
-"""``summary.md``: what was run, whether it was fair, and who is faster where, in Markdown.
+"""``summary.md``: the answer first (who is better where, by how much, how sure), in Markdown.
 
-Sections: a simulated-engine notice, the fairness findings (first when anything failed or
-warned), the setup from the manifest, the winners, one comparison per scenario and point, and
-the runs that did not produce a full result.
+Order, the same as ``report.html``: title, a one-line simulated / unfair notice, the verdict
+(one paragraph on the headline metrics, then every scenario × metric with its CI), the
+latency–throughput plots, the per-point tables, the validation (failures and warnings first,
+passing checks folded), then provenance: the setup, runs with problems and the method.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sonic.report import fmt
 from sonic.report.model import SIMULATED_TAG, ReportData
 from sonic.report.stats import COMPARED_METRICS, at_point, points, scenario_verdicts, usable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sonic.report.plots import Plot
+
+# The metrics the opening paragraph speaks of; the verdict table below it has all of them.
+HEADLINE_METRICS = ("output_throughput", "p99_ttft_ms", "p99_tpot_ms")
 
 
 def cell(v: Any) -> str:
@@ -47,33 +54,88 @@ def status_line(data: ReportData) -> str:
     )
 
 
+def unfair_notice(data: ReportData) -> str | None:
+    """One line for the top of the report when fairness was not checked or a check failed or
+    warned (None otherwise)."""
+    if data.validation is None:
+        return "⚠ Fairness was not checked: this directory has no validation.json."
+    problems = data.fairness_problems()
+    failed = [str(c.get("name", "?")) for c in problems if c.get("status") == "fail"]
+    warned = [str(c.get("name", "?")) for c in problems if c.get("status") != "fail"]
+    said = " ".join(
+        f"{', '.join(names)} {word}."
+        for names, word in ((failed, "failed"), (warned, "warned"))
+        if names
+    )
+    if data.unfair():
+        allowed = ", run with --allow-unfair" if data.validation.get("allow_unfair") else ""
+        return (
+            f"⚠ UNFAIR COMPARISON{allowed}: {said or 'validation says the run was unfair.'} "
+            "The differences below may come from unequal conditions, not from the engines. "
+            "See Validation."
+        )
+    if warned:
+        return f"⚠ Validation warnings: {said} See Validation."
+    return None
+
+
+def check_counts(data: ReportData) -> tuple[int, int, int]:
+    """(failed, warned, passed) validation checks."""
+    problems = data.fairness_problems()
+    n_fail = sum(1 for c in problems if c.get("status") == "fail")
+    return n_fail, len(problems) - n_fail, len(data.checks()) - len(problems)
+
+
+def passing_checks(data: ReportData) -> list[dict[str, Any]]:
+    """Validation checks that neither failed nor warned."""
+    return [c for c in data.checks() if c.get("status") not in ("fail", "warn")]
+
+
 def fairness_lines(data: ReportData) -> list[str]:
-    lines = ["## Fairness", ""]
+    lines = ["## Validation", ""]
     if data.validation is None:
         return lines + [
             "> **Fairness was not checked**: this directory has no validation.json.",
             "",
         ]
-    problems = data.fairness_problems()
-    n_fail = sum(1 for c in problems if c.get("status") == "fail")
-    n_warn = len(problems) - n_fail
+    n_fail, n_warn, n_pass = check_counts(data)
     if data.unfair():
-        allowed = " (run with --allow-unfair)" if data.validation.get("allow_unfair") else ""
         lines += [
-            f"> **⚠ UNFAIR COMPARISON{allowed}: {n_fail} check(s) failed, {n_warn} warned.** "
-            "The differences below may come from unequal conditions, not from the engines.",
+            f"> **⚠ UNFAIR COMPARISON: {n_fail} check(s) failed, {n_warn} warned.** "
+            "The differences above may come from unequal conditions, not from the engines.",
             "",
         ]
     elif n_warn:
-        lines += [f"> **⚠ {n_warn} fairness check(s) warned.** Read them before the results.", ""]
+        lines += [f"> **⚠ {n_warn} fairness check(s) warned.**", ""]
     else:
-        lines += [f"All {len(data.checks())} validation checks passed.", ""]
-    rows = [
-        [c.get("status", "?").upper(), c.get("name", "?"), c.get("reason", ""), c.get("fix", "")]
-        for c in (problems or data.checks())
-    ]
-    if rows:
-        lines += table(["status", "check", "reason", "fix"], rows) + [""]
+        lines += [f"All {n_pass} validation checks passed.", ""]
+    problems = data.fairness_problems()
+    if problems:
+        rows = [
+            [
+                str(c.get("status", "?")).upper(),
+                c.get("name", "?"),
+                c.get("reason", ""),
+                c.get("fix", ""),
+                "; ".join(fmt.details_lines(c.get("details"))),
+            ]
+            for c in problems
+        ]
+        lines += table(["status", "check", "reason", "fix", "details"], rows) + [""]
+    passing = passing_checks(data)
+    if passing:
+        rows = [
+            [str(c.get("status", "?")).upper(), c.get("name", "?"), c.get("reason", "")]
+            for c in passing
+        ]
+        lines += [
+            f"<details><summary>{len(passing)} passing check(s)</summary>",
+            "",
+            *table(["status", "check", "reason"], rows),
+            "",
+            "</details>",
+            "",
+        ]
     return lines
 
 
@@ -143,35 +205,111 @@ def verdict_text(data: ReportData, w: dict[str, Any]) -> str:
     ratio = f"ratio {fmt.ratio(w['ratio'])}" + (f" {interval}" if interval else "")
     return (
         f"{data.label(w['winner'])} {fmt.pct(w['difference_pct'])} {m.better_word} "
-        f"({ratio}, {fmt.significance(w['significant'])})"
+        f"({ratio}, {fmt.significance(w['significant'], short=True)})"
     )
 
 
-def winner_lines(data: ReportData) -> list[str]:
-    lines = ["## Winners", ""]
-    verdicts = scenario_verdicts(data.winners)
-    if not verdicts:
-        return lines + ["No point was run by two or more engines: nothing to compare.", ""]
-    lines += [
-        "Per scenario and metric, each request rate on its own (rates are never averaged). "
-        "The percentage is how much better the winner is than the runner-up at that point.",
-        "",
-    ]
-    rows = []
-    for v in verdicts:
-        if v["state"] == "consistent":
-            overall = (
-                f"{data.label(v['overall'])} (significant at {v['significant_points']} of "
-                f"{len(v['points'])} points)"
-            )
-        else:
-            overall = v["state"]
-        per_point = "; ".join(
-            f"{fmt.point(p['request_rate'], p['max_concurrency'])}: {verdict_text(data, p)}"
-            for p in v["points"]
+def overall_text(data: ReportData, v: dict[str, Any]) -> str:
+    """The verdict of one scenario × metric, e.g. ``alpha lower at 2 of 2 point(s),
+    significant`` or ``no significant difference``."""
+    n = len(v["points"])
+    if v["state"] == "consistent":
+        m = data.metric(v["metric"])
+        return (
+            f"{data.label(v['overall'])} {m.better_word} at {v['significant_points']} of {n} "
+            "point(s), significant"
         )
-        rows.append([v["scenario"], metric_label(data, v["metric"]), overall, per_point])
-    return lines + table(["scenario", "metric", "better", "per point"], rows) + [""]
+    if v["state"] == "mixed":
+        return "mixed: different engines are significantly better at different points"
+    if v["state"] == "untested":
+        return "untested (one repeat: no confidence interval)"
+    return f"no significant difference at {n} point(s)"
+
+
+def _ratio_words(p: dict[str, Any]) -> str:
+    interval = fmt.ci(p["ci_low"], p["ci_high"], fmt.ratio)
+    return f"ratio {fmt.ratio(p['ratio'])}, " + (f"95% CI {interval}" if interval else "no CI")
+
+
+def point_clause(
+    data: ReportData, v: dict[str, Any], p: dict[str, Any], *, point_first: bool = False
+) -> str:
+    """One point of a verdict: ``55.6% at rate 1 req/s (ratio 0.444, 95% CI [0.442, 0.447])``
+    (``point_first``: ``rate 1 req/s: 55.6% (…)``), naming the engine and its direction unless
+    they are the verdict's own, and saying when a point is not significant although the
+    verdict names a winner."""
+    m = data.metric(v["metric"])
+    where = fmt.point(p["request_rate"], p["max_concurrency"])
+    ratio = _ratio_words(p)
+    body = fmt.pct(p["difference_pct"])
+    if not (v["state"] == "consistent" and p["winner"] == v["overall"]):
+        body = f"{data.label(p['winner'])} {body} {m.better_word}"
+    if v["state"] in ("consistent", "mixed") and p["significant"] is not True:
+        ratio += ", " + fmt.significance(p["significant"], short=True)
+    if point_first:
+        return f"{where}: {body} ({ratio})"
+    return f"{body} at {where} ({ratio})"
+
+
+def answer(data: ReportData) -> list[tuple[str, str]]:
+    """The report's opening paragraph as (lead, sentence) pairs: per scenario, each headline
+    metric's verdict with every point's margin and CI (all metrics when none of the headline
+    ones was compared). Empty when no point was run by two or more engines."""
+    verdicts = scenario_verdicts(data.winners)
+    shown = [v for v in verdicts if v["metric"] in HEADLINE_METRICS] or verdicts
+    out = []
+    for v in shown:
+        lead = f"{v['scenario']} · {metric_label(data, v['metric'])}:"
+        clauses = "; ".join(point_clause(data, v, p) for p in v["points"])
+        sep = "; by mean, " if v["state"] == "untested" else ": "
+        out.append((lead, f"{overall_text(data, v)}{sep}{clauses}."))
+    return out
+
+
+NOTHING_TO_COMPARE = "No point was run by two or more engines: nothing to compare."
+VERDICT_NOTE = (
+    "Each request rate is compared on its own (rates are never averaged). The percentage is "
+    "how much better the winner is than the runner-up at that point; the ratio is winner / "
+    "runner-up with its bootstrap 95% confidence interval, and a difference is significant when "
+    "that interval excludes 1."
+)
+VERDICT_HEADERS = ["scenario", "metric", "verdict", "per point"]
+
+
+def verdict_rows(data: ReportData) -> list[tuple[str, str, str, list[str]]]:
+    """Every scenario × metric: (scenario, metric, verdict, one text per point)."""
+    return [
+        (
+            v["scenario"],
+            metric_label(data, v["metric"]),
+            overall_text(data, v),
+            [point_clause(data, v, p, point_first=True) for p in v["points"]],
+        )
+        for v in scenario_verdicts(data.winners)
+    ]
+
+
+def verdict_lines(data: ReportData) -> list[str]:
+    lines = ["## Verdict", ""]
+    said = answer(data)
+    if not said:
+        return lines + [NOTHING_TO_COMPARE, ""]
+    lines += [f"- **{lead}** {text}" for lead, text in said] + [""]
+    rows = [[s, m, o, "; ".join(pts)] for s, m, o, pts in verdict_rows(data)]
+    lines += table(VERDICT_HEADERS, rows) + [""]
+    return lines + [VERDICT_NOTE, ""]
+
+
+def plot_lines(plots: list[Plot]) -> list[str]:
+    """Each figure as its own Markdown paragraph (plots/ sits beside summary.md)."""
+    return [line for p in plots for line in (f"![{p.title}](plots/{p.name})", "")]
+
+
+def curve_lines(plots: dict[str, list[Plot]]) -> list[str]:
+    curves = [p for ps in plots.values() for p in ps if p.kind == "curves"]
+    if not curves:
+        return []
+    return ["## Latency vs throughput", "", *plot_lines(curves)]
 
 
 def point_value_rows(data: ReportData, point) -> tuple[list[str], list[list[str]]]:
@@ -211,8 +349,7 @@ def comparison_rows(data: ReportData, point) -> list[list[str]]:
             [
                 metric_label(data, r.metric),
                 f"{data.label(r.engine_b)} / {data.label(r.engine_a)}",
-                fmt.ratio(r.ratio),
-                fmt.ci(r.ci_low, r.ci_high, fmt.ratio) or fmt.NA,
+                ratio_ci(r.ratio, r.ci_low, r.ci_high),
                 r.method,
                 fmt.significance(r.significant, r.method),
             ]
@@ -220,10 +357,16 @@ def comparison_rows(data: ReportData, point) -> list[list[str]]:
     return rows
 
 
-COMPARISON_HEADERS = ["metric", "pair (B / A)", "ratio", "95% CI", "CI from", "difference"]
+def ratio_ci(ratio: Any, lo: Any, hi: Any) -> str:
+    """``0.766 [0.70, 0.84]``: a ratio and its 95% CI in one cell (the CI never stands alone)."""
+    interval = fmt.ci(lo, hi, fmt.ratio)
+    return f"{fmt.ratio(ratio)} {interval}" if interval else fmt.ratio(ratio)
 
 
-def scenario_lines(data: ReportData) -> list[str]:
+COMPARISON_HEADERS = ["metric", "pair (B / A)", "ratio [95% CI]", "CI from", "difference"]
+
+
+def scenario_lines(data: ReportData, plots: dict[str, list[Plot]] | None = None) -> list[str]:
     lines: list[str] = []
     good = usable(data.results)
     for scenario in dict.fromkeys(good["scenario"]):
@@ -235,6 +378,7 @@ def scenario_lines(data: ReportData) -> list[str]:
             comp = comparison_rows(data, point)
             if comp:
                 lines += table(COMPARISON_HEADERS, comp) + [""]
+        lines += plot_lines([p for p in (plots or {}).get(scenario, []) if p.kind != "curves"])
     if not lines:
         lines = ["## Results", "", "No run finished with results yet.", ""]
     return lines
@@ -269,15 +413,20 @@ def method_lines(data: ReportData) -> list[str]:
     ]
 
 
-def render(data: ReportData) -> str:
+def render(data: ReportData, plots: dict[str, list[Plot]] | None = None) -> str:
+    """The summary, answer first: verdict, curves, tables, validation, then provenance."""
     lines = [f"# {data.title}", ""]
     if data.any_simulated:
         lines += [f"> {simulated_notice(data)}", ""]
+    notice = unfair_notice(data)
+    if notice:
+        lines += [f"> **{notice}**", ""]
     lines += [status_line(data), ""]
+    lines += verdict_lines(data)
+    lines += curve_lines(plots or {})
+    lines += scenario_lines(data, plots)
     lines += fairness_lines(data)
     lines += setup_lines(data)
-    lines += winner_lines(data)
-    lines += scenario_lines(data)
     lines += problem_lines(data)
     lines += method_lines(data)
     return "\n".join(lines).rstrip() + "\n"

@@ -24,7 +24,7 @@ from typing import Any
 from sonic import dialects
 from sonic.datasets.registry import DATASET_NAMES as DATASETS
 from sonic.errors import SonicError
-from sonic.suite.install import InstallSpec, canonical_name
+from sonic.suite.install import InstallSpec, canonical_name, read_constraints
 from sonic.suite.tomlfile import Table as _Table
 from sonic.suite.tomlfile import read_toml, suggest, type_name
 
@@ -288,7 +288,14 @@ def _client(t: _Table, *, with_compat: bool = True) -> ClientOptions:
     return c
 
 
-def _engine(name: str, t: _Table, suite_model: str | None, suite_tok: str | None) -> EngineConfig:
+def _engine(
+    name: str,
+    t: _Table,
+    suite_model: str | None,
+    suite_tok: str | None,
+    base_dir: Path | None = None,
+    missing_constraints_ok: bool = False,
+) -> EngineConfig:
     from sonic.suite.presets import PRESETS
 
     preset = t.string("preset")
@@ -367,7 +374,7 @@ def _engine(name: str, t: _Table, suite_model: str | None, suite_tok: str | None
         raise t.fail("profile", "only the sim preset takes a profile")
 
     model = t.string("model", suite_model)
-    install = _install(t)
+    install = _install(t, base_dir or Path.cwd(), missing_constraints_ok)
     if install is not None and (external or command is not None):
         raise t.fail("install", "only preset engines are installed (a command gives its own path)")
     metrics_port = t.integer("metrics_port", minimum=0)
@@ -410,12 +417,18 @@ def _engine(name: str, t: _Table, suite_model: str | None, suite_tok: str | None
     return engine
 
 
-def _install(t: _Table) -> InstallSpec | None:
+def _install(t: _Table, base_dir: Path, missing_constraints_ok: bool = False) -> InstallSpec | None:
     """``install`` (a requirement or a list), ``install_no_deps``, ``requirements_override``
     (a table: distribution name -> the requirement to use instead), ``install_pip_args``,
-    ``install_python``."""
+    ``install_python``, ``constraints`` (the lock file, relative to the suite file)."""
     raw = t.raw("install")
-    keys = ("install_no_deps", "requirements_override", "install_pip_args", "install_python")
+    keys = (
+        "install_no_deps",
+        "requirements_override",
+        "install_pip_args",
+        "install_python",
+        "constraints",
+    )
     if raw is None:
         for k in keys:
             if t.has(k):
@@ -438,12 +451,23 @@ def _install(t: _Table) -> InstallSpec | None:
             raise over_t.fail(key, f"expected a requirement for {key} (e.g. '{key}==1.0')")
         overrides[canonical_name(key)] = value
     over_t.done()
+    constraints = None
+    lock = t.string("constraints")
+    if lock is not None:
+        if not lock.strip():
+            raise t.fail("constraints", "expected the path of a constraints (lock) file")
+        lock_path = (base_dir / os.path.expanduser(lock)).resolve()
+        try:
+            constraints = read_constraints(lock_path, missing_ok=missing_constraints_ok)
+        except SonicError as exc:
+            raise t.fail("constraints", str(exc)) from None
     return InstallSpec(
         packages=packages,
         no_deps=bool(t.boolean("install_no_deps", False)),
         overrides=overrides,
         pip_args=t.strings("install_pip_args") or (),
         python=t.string("install_python"),
+        constraints=constraints,
     )
 
 
@@ -521,13 +545,20 @@ def _quick(t: _Table, scenario_names: list[str]) -> QuickConfig:
     return q
 
 
-def load_config(path: str | os.PathLike[str]) -> SuiteConfig:
-    """Read and validate a suite file. Raises SonicError naming the bad key."""
+def load_config(
+    path: str | os.PathLike[str], *, missing_constraints_ok: bool = False
+) -> SuiteConfig:
+    """Read and validate a suite file. Raises SonicError naming the bad key.
+
+    ``missing_constraints_ok``: a ``constraints`` file that does not exist yet is accepted (for
+    ``sonic suite lock``, which writes it); everywhere else it is an error."""
     p = Path(path)
-    return parse_config(read_toml(p), p)
+    return parse_config(read_toml(p), p, missing_constraints_ok=missing_constraints_ok)
 
 
-def parse_config(data: dict[str, Any], path: Path) -> SuiteConfig:
+def parse_config(
+    data: dict[str, Any], path: Path, *, missing_constraints_ok: bool = False
+) -> SuiteConfig:
     """Validate already-parsed TOML (``path`` names the source and anchors relative paths)."""
     source = path.name
     root = _Table(data, "", source)
@@ -554,7 +585,14 @@ def parse_config(data: dict[str, Any], path: Path) -> SuiteConfig:
     engines = []
     for ename in list(engines_t.data):
         _name(engines_t, ename, "engine")
-        e = _engine(ename, engines_t.table(ename), model, tokenizer)
+        e = _engine(
+            ename,
+            engines_t.table(ename),
+            model,
+            tokenizer,
+            path.resolve().parent,
+            missing_constraints_ok,
+        )
         engines.append(replace(e, settings=settings.merged(e.settings)))
     engines_t.done()
     ports = {}
@@ -605,9 +643,14 @@ def parse_config(data: dict[str, Any], path: Path) -> SuiteConfig:
 
 def resolve_path(cfg: SuiteConfig, value: str | None) -> str | None:
     """A path from the file, relative to the file's directory; names that are not local paths
-    (HF ids like ``meta-llama/Meta-Llama-3-8B-Instruct``) are returned unchanged."""
+    (HF ids like ``meta-llama/Meta-Llama-3-8B-Instruct``) are returned unchanged; ``sonic:NAME``
+    is what sonic ships (sonic.resources)."""
+    from sonic.resources import is_resource, resolve
+
     if value is None:
         return None
+    if is_resource(value):
+        return resolve(value)
     p = Path(os.path.expanduser(value))
     if p.is_absolute():
         return str(p)

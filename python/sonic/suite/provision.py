@@ -5,6 +5,10 @@ spec is unchanged. A finished install writes ``sonic-install.json`` (spec, versi
 last, so a half-built venv is never mistaken for a good one; ``pip freeze`` goes beside it.
 pip's whole output goes to ``<venv>.log``; a failure is one line naming pip's last error line
 and that log. Credentials are removed from pip's environment.
+
+With a constraints (lock) file in the spec, every ``pip install`` of the venv gets ``-c LOCK``
+(``pip_install_argv``). ``sonic suite lock`` (``lock_suite``) records such a file: the engine's
+spec installed without its lock (or that venv reused), then its ``pip freeze``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from sonic.suite.install import (
     MARKER,
     InstallSpec,
     canonical_name,
+    file_sha256,
     installed,
+    lock_lines,
     venv_bin,
     venv_dir,
 )
@@ -156,6 +162,30 @@ def requirements_with_overrides(requires: list[str], spec: InstallSpec) -> list[
     return out
 
 
+def pip_install_argv(spec: InstallSpec, vpy: str) -> list[str]:
+    """``pip install`` in the venv with the spec's pip options and its lock (``-c FILE``):
+    the start of every install command ``setup`` runs; the caller appends what to install."""
+    argv = [vpy, "-m", "pip", "install", "--no-input", *spec.pip_args]
+    if spec.constraints is not None:
+        argv += ["-c", spec.constraints.path]
+    return argv
+
+
+def _check_lock(name: str, spec: InstallSpec) -> None:
+    """The lock file still is the one the spec (and so the venv key) was made from."""
+    c = spec.constraints
+    if c is None:
+        return
+    try:
+        now = file_sha256(Path(c.path))
+    except OSError:
+        raise SonicError(f"engine {name}: constraints file not found: {c.path}") from None
+    if now != c.sha256:
+        raise SonicError(
+            f"engine {name}: constraints file {c.path} changed since the suite file was read"
+        )
+
+
 def engine_versions(venv: Path, names: list[str], name: str = "?") -> dict[str, str | None]:
     python = str(venv_bin(venv) / "python")
     doc = json.loads(_capture([python, "-c", _VERSIONS_SCRIPT, *names], name, "version query"))
@@ -199,10 +229,13 @@ def _build(name: str, spec: InstallSpec, venv: Path, extra: tuple[str, ...]) -> 
     if venv.exists():
         shutil.rmtree(venv)
     python = spec.python or sys.executable
+    _check_lock(name, spec)
     try:
         _run([python, "-m", "venv", str(venv)], log, "creating the virtualenv", name)
         vpy = str(venv_bin(venv) / "python")
-        pip = [vpy, "-m", "pip", "install", "--no-input", *spec.pip_args]
+        if spec.constraints is not None:
+            shutil.copyfile(spec.constraints.path, venv / "sonic-constraints.txt")
+        pip = pip_install_argv(spec, vpy)
         _run([*pip, "--upgrade", "pip"], log, "upgrading pip", name)
         if spec.no_deps:
             _run([*pip, "--no-deps", *spec.packages], log, "pip install --no-deps", name)
@@ -270,4 +303,88 @@ def setup_suite(
         shown = ", ".join(f"{k} {v}" for k, v in p.versions.items())
         how = "reused" if p.reused else f"installed in {p.seconds:.0f} s"
         say(f"engine {e.name}: {shown} ({how}) in {p.venv}")
+    return 0
+
+
+# ---------------------------------------------------------------- sonic suite lock
+
+_PLATFORM_SCRIPT = (
+    "import platform, sys; "
+    "print(f'Python {sys.version_info[0]}.{sys.version_info[1]}, "
+    "{platform.machine()} {platform.system()}')"
+)
+
+
+def frozen_lock(venv: Path, name: str = "?") -> list[str]:
+    """``pip freeze`` of the venv as constraints lines (``install.lock_lines``)."""
+    vpy = str(venv_bin(venv) / "python")
+    return lock_lines(_capture([vpy, "-m", "pip", "freeze"], name, "pip freeze"))
+
+
+def write_lock(venv: Path, path: Path, *, engine: str, suite_file: str) -> list[str]:
+    """Write ``pip freeze`` of ``venv`` to the constraints file ``path`` (with a header saying
+    what it is and how to refresh it); returns the pinned lines."""
+    lines = frozen_lock(venv, engine)
+    vpy = str(venv_bin(venv) / "python")
+    where = _capture([vpy, "-c", _PLATFORM_SCRIPT], engine, "platform query").strip()
+    header = [
+        f"# Constraints (lock) for engine {engine} of {suite_file}: `pip freeze` of a known-good",
+        f"# install ({where}). `sonic suite setup` passes it to every pip install as -c.",
+        f"# Refresh: sonic suite lock {suite_file} --engines {engine} --force",
+    ]
+    text = "\n".join(header + lines) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise SonicError(f"engine {engine}: cannot write {path}: {exc.strerror}") from None
+    return lines
+
+
+def lock_suite(
+    config_path: str,
+    *,
+    engines: list[str] | None = None,
+    force: bool = False,
+    root: Path | None = None,
+    out: Any = None,
+) -> int:
+    """``sonic suite lock``: for each selected engine with ``install`` and ``constraints``, its
+    spec without the lock is installed (that venv is reused when complete; ``force`` re-resolves
+    it from today's releases), and its ``pip freeze`` becomes the constraints file."""
+    from sonic.suite.config import load_config
+    from sonic.suite.presets import PRESETS
+
+    out = sys.stdout if out is None else out
+    cfg = load_config(config_path, missing_constraints_ok=True).select(engines)
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    todo = [e for e in cfg.engines if e.install is not None]
+    if not todo:
+        raise SonicError(f"{cfg.path.name}: no engine has an install spec, nothing to lock")
+    for e in todo:
+        assert e.install is not None
+        if e.install.constraints is None:
+            raise SonicError(
+                f"{cfg.path.name}: engines.{e.name}: no constraints file named; add "
+                f'constraints = "{cfg.path.stem}.{e.name}.constraints.txt"'
+            )
+    for e in todo:
+        assert e.install is not None and e.install.constraints is not None
+        extra = PRESETS[e.preset].version_packages if e.preset else ()
+        p = ensure_venv(
+            e.name, e.install.unlocked(), force=force, root=root, say=say, extra_versions=extra
+        )
+        target = Path(e.install.constraints.path)
+        lines = write_lock(p.venv, target, engine=e.name, suite_file=cfg.path.name)
+        how = "reused; --force re-resolves it" if p.reused else f"installed in {p.seconds:.0f} s"
+        say(
+            f"engine {e.name}: wrote {target} ({len(lines)} pins, sha256 "
+            f"{file_sha256(target)[:12]}) from {p.venv} ({how})"
+        )
+    say("now `sonic suite setup` installs from the lock (a new venv: the lock is in its key)")
     return 0

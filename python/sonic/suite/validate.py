@@ -50,8 +50,18 @@ class Prepared:
 # ---------------------------------------------------------------- environment
 
 
+# What a run and its report import (pyproject's dependencies that have a module of that name).
+REQUIRED_MODULES = ("numpy", "tokenizers", "jinja2", "pandas", "matplotlib")
+
+
 def _is_local(name: str) -> bool:
-    return Path(os.path.expanduser(name)).exists() or name.startswith((".", "/", "~"))
+    from sonic.resources import is_resource
+
+    return (
+        is_resource(name)
+        or Path(os.path.expanduser(name)).exists()
+        or name.startswith((".", "/", "~"))
+    )
 
 
 def gated_models(cfg: SuiteConfig) -> list[str]:
@@ -93,7 +103,7 @@ def check_environment(cfg: SuiteConfig, v: Validation) -> None:
                 "export HF_TOKEN=... (or run `huggingface-cli login`) after accepting the "
                 "model's licence on the Hub; or point model/tokenizer at a local directory",
             )
-    missing = [m for m in ("numpy", "tokenizers", "jinja2") if importlib.util.find_spec(m) is None]
+    missing = [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
     core = importlib.util.find_spec("sonic._core") is not None
     if missing or not core:
         what = missing + ([] if core else ["sonic._core (the Rust client)"])
@@ -104,15 +114,10 @@ def check_environment(cfg: SuiteConfig, v: Validation) -> None:
             "reinstall sonic-bench (pip install sonic-bench, or `make install` in a checkout)",
         )
     else:
-        v.add("environment.python", PASS, "numpy, tokenizers, jinja2 and the Rust client load")
-    report = [m for m in ("pandas", "matplotlib") if importlib.util.find_spec(m) is None]
-    if report:
         v.add(
-            "environment.report",
-            WARN,
-            f"{' and '.join(report)} not installed: no plots in the report",
-            "pip install 'sonic-bench[report]'",
-            scope=INFO,
+            "environment.python",
+            PASS,
+            f"{', '.join(REQUIRED_MODULES)} and the Rust client load",
         )
 
 
