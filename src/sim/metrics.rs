@@ -18,6 +18,12 @@ const E2E_BUCKETS: &[f64] = &[
     480.0, 960.0, 1920.0, 7680.0,
 ];
 
+/// How late exact mode emitted a first token after its due time (arrival + ttft): the sim's
+/// own timing error, which a client's reading of TTFT inherits.
+const LATENESS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25,
+];
+
 /// A histogram with fixed buckets; the sum is kept in microseconds to stay atomic.
 #[derive(Debug)]
 pub struct Histogram {
@@ -93,6 +99,8 @@ pub struct Metrics {
     pub ttft: Histogram,
     pub itl: Histogram,
     pub e2e: Histogram,
+    /// Exact mode only: first-token emission minus its due time.
+    pub first_token_lateness: Histogram,
 }
 
 impl Metrics {
@@ -114,6 +122,7 @@ impl Metrics {
             ttft: Histogram::new(TTFT_BUCKETS),
             itl: Histogram::new(ITL_BUCKETS),
             e2e: Histogram::new(E2E_BUCKETS),
+            first_token_lateness: Histogram::new(LATENESS_BUCKETS),
         }
     }
 
@@ -234,6 +243,12 @@ impl Metrics {
             &mut out,
             "vllm:e2e_request_latency_seconds",
             "Histogram of end to end request latency in seconds.",
+            l,
+        );
+        self.first_token_lateness.render(
+            &mut out,
+            "sonic_sim:exact_first_token_lateness_seconds",
+            "Exact mode: how late each first token was emitted after arrival + ttft.",
             l,
         );
         out

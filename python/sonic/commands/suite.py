@@ -62,20 +62,20 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would be launched and run, start nothing"
     )
     run.add_argument("--verbose", action="store_true", help="print each run's full result banner")
-    setup = sub.add_parser(
+    setup = _venv_command(
+        sub,
+        parser,
         "setup",
         help="install each engine into its own virtualenv from the file's pinned spec",
         description="Create (or reuse) one virtualenv per engine from its `install` spec, under "
         "the sonic cache directory (venvs/<package>-<spec hash>), and record the versions.",
-        allow_abbrev=False,
     )
-    setup.error = parser.error  # type: ignore[method-assign]
-    setup.add_argument("config", metavar="SUITE.toml", help="the suite file")
-    setup.add_argument("--engines", metavar="A,B", help="only these engines (comma-separated)")
     setup.add_argument(
         "--force", action="store_true", help="rebuild the virtualenvs even when they are complete"
     )
-    lock = sub.add_parser(
+    lock = _venv_command(
+        sub,
+        parser,
         "lock",
         help="record each engine's constraints (lock) file from a known-good install",
         description="For each engine with `install` and `constraints`: install its spec without "
@@ -83,17 +83,22 @@ def _parser() -> argparse.ArgumentParser:
         "pip, setuptools, wheel and local/editable lines) to the constraints file. `sonic suite "
         "setup` then passes the file to every pip install as -c. The lock is specific to the "
         "Python version and platform it was recorded on.",
-        allow_abbrev=False,
     )
-    lock.error = parser.error  # type: ignore[method-assign]
-    lock.add_argument("config", metavar="SUITE.toml", help="the suite file")
-    lock.add_argument("--engines", metavar="A,B", help="only these engines (comma-separated)")
     lock.add_argument(
         "--force",
         action="store_true",
         help="re-resolve from today's releases even when an unlocked install is cached",
     )
     return parser
+
+
+def _venv_command(sub, parser, name: str, *, help: str, description: str):
+    """A subcommand over the engines' virtualenvs: SUITE.toml and --engines."""
+    cmd = sub.add_parser(name, help=help, description=description, allow_abbrev=False)
+    cmd.error = parser.error  # type: ignore[method-assign]
+    cmd.add_argument("config", metavar="SUITE.toml", help="the suite file")
+    cmd.add_argument("--engines", metavar="A,B", help="only these engines (comma-separated)")
+    return cmd
 
 
 def _engine_list(value: str | None) -> list[str] | None:
