@@ -5,7 +5,8 @@ The prompt tells the server what to do: ``ok:N:GAP_MS`` streams N text chunks GA
 status; ``drop`` closes the connection mid-stream; ``stall`` stops sending; ``malformed``
 sends an unparseable data line; ``json`` answers without streaming; ``echo`` answers 401 with
 the Authorization header in the body; ``cr:N:GAP_MS`` is ``ok`` with lone-CR line ends and a
-leading byte-order mark, as the SSE spec allows. Timing assertions use generous tolerances.
+leading byte-order mark, as the SSE spec allows; ``huge`` sends one event line of 100 MB.
+Timing assertions use generous tolerances.
 """
 
 from __future__ import annotations
@@ -115,6 +116,16 @@ class Handler(BaseHTTPRequestHandler):
         if prompt == "stall":
             self._event(text("a"))
             time.sleep(3.0)
+            return self._chunk(b"")
+        if prompt == "huge":  # one event line of 100 MB (never ended), sent 1 MB at a time
+            self._event(text("a"))
+            self._chunk(b"data: ")
+            block = b"x" * (1 << 20)
+            try:
+                for _ in range(100):
+                    self._chunk(block)
+            except OSError:
+                return  # the client hung up: what it should do
             return self._chunk(b"")
         if prompt == "malformed":
             self._event(text("a"))
@@ -499,3 +510,17 @@ def test_the_resend_never_takes_another_pooled_connection():
     assert rec.error == [None, None, None]
     # One attempt on a closed connection, then its resend as a new connection's first request.
     assert sorted(server.attempts) == [0, 0, 0, 1]
+
+
+def test_an_endless_event_line_is_a_recorded_error_in_bounded_memory(server):
+    """100 MB in one SSE line: the request fails with a message, the text before it is kept,
+    and the client's memory does not take the 100 MB (the decoder gives up at 16 MiB)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    rec = client.run(config(server, ["huge", "ok:2:1"]))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert rec.error[0] is not None and "grew past 16777216 bytes" in rec.error[0]
+    assert rec.generated_text(0) == "a"
+    assert rec.error[1] is None  # the other request is unaffected
+    assert grown_mib < 64, grown_mib

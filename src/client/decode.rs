@@ -74,6 +74,9 @@ pub enum DecodeError {
     /// The server reported an error inside the stream.
     #[error("server error in stream: {0}")]
     Server(String),
+    /// An event (or a non-streamed body) too large to be an answer chunk.
+    #[error("{0}")]
+    TooLarge(#[from] super::sse::Oversize),
 }
 
 /// Only the first element of a JSON array (the rest is skipped without allocating).
@@ -436,5 +439,20 @@ mod tests {
         assert_eq!(e.to_string(), "server error in stream: boom");
         let e = decode_event(ApiKind::Completions, br#"{"choices":{"a":1}}"#).unwrap_err();
         assert!(matches!(e, DecodeError::Malformed(_)));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any event data or whole body, for every API: decoded or an error, never a panic.
+        #[test]
+        fn any_bytes_decode_or_fail(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        ) {
+            for api in [ApiKind::Completions, ApiKind::Chat, ApiKind::Tgi, ApiKind::Trtllm] {
+                let _ = decode_event(api, &data);
+                let _ = decode_full(api, &data);
+            }
+        }
     }
 }

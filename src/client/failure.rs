@@ -14,6 +14,11 @@ pub enum Failure {
     Connect(String),
     #[error("HTTP {status}: {excerpt}")]
     Status { status: u16, excerpt: String },
+    #[error(
+        "HTTP {status}: redirect to {origin} not followed (sonic sends no request, and so no \
+         API key or header, anywhere but --base-url; point it at the server that answers)"
+    )]
+    Redirect { status: u16, origin: String },
     #[error("timeout after {0} s")]
     Timeout(f64),
     #[error("stream error: {0}")]

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 
 use super::clock::mono_ns;
 use super::config::ApiKind;
-use super::decode::{decode_event, decode_full, Event};
+use super::decode::{decode_event, decode_full, DecodeError, Event};
 use super::failure::{redact, truncate_chars, Failure};
-use super::sse::SseDecoder;
+use super::sse::{Oversize, SseDecoder, MAX_EVENT_BYTES};
 use super::state::Abort;
 use crate::recorder::RequestRecord;
 
@@ -60,6 +60,23 @@ async fn error_excerpt(resp: &mut reqwest::Response) -> String {
     truncate_chars(&String::from_utf8_lossy(&buf), EXCERPT_CHARS)
 }
 
+/// Where a redirect points, as scheme://host:port only: a path or query could carry a token.
+fn redirect_origin(base: &reqwest::Url, location: Option<&HeaderValue>) -> String {
+    let target = location
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| base.join(l).ok());
+    match target {
+        Some(u) => {
+            let host = u.host_str().unwrap_or("?");
+            match u.port_or_known_default() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        }
+        None => "an unreadable Location".to_string(),
+    }
+}
+
 /// True for hyper's "connection closed before message completed" on sending.
 fn closed_before_response(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -101,6 +118,10 @@ async fn stream(
     };
     let status = resp.status().as_u16();
     rec.http_status = i32::from(status);
+    if resp.status().is_redirection() {
+        let origin = redirect_origin(&ctx.url, resp.headers().get(LOCATION));
+        return Err(Failure::Redirect { status, origin });
+    }
     if status >= 400 {
         let excerpt = error_excerpt(&mut resp).await;
         return Err(Failure::Status { status, excerpt });
@@ -147,6 +168,9 @@ async fn stream(
                 decode_event(api, data).map(|ev| record_event(rec, ns, ev))
             })?;
         } else {
+            if whole.len() + chunk.len() > MAX_EVENT_BYTES {
+                return Err(Failure::from(DecodeError::from(Oversize)));
+            }
             whole.extend_from_slice(&chunk);
         }
     }

@@ -103,6 +103,9 @@ fn build_client(cfg: &RunConfig, idle: usize) -> Result<reqwest::Client, RunErro
         .tls_danger_accept_invalid_certs(cfg.insecure)
         .http1_only()
         .tcp_nodelay(true)
+        // A redirect is refused (the request fails, naming the target's origin): following one
+        // could carry the API key and custom headers to another host, and turn a POST into a GET.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(idle)
         .no_proxy()
         .build()

@@ -6,6 +6,16 @@
 //! ends the event. Buffers are reused, so a steady stream decodes without allocating. `event:`,
 //! `id:` and `retry:` are ignored (no LLM server we speak to needs them).
 
+/// The largest event (or line) kept while it is incomplete. An LLM chunk is at most a few
+/// kilobytes; a stream that sends 16 MiB without ending an event is broken or hostile, and
+/// buffering it further would let one response take the client's memory.
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// An event grew past `MAX_EVENT_BYTES`; the buffers were dropped.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("an SSE event grew past {MAX_EVENT_BYTES} bytes without ending")]
+pub struct Oversize;
+
 /// Decoder state carried between reads.
 #[derive(Default)]
 pub struct SseDecoder {
@@ -24,7 +34,8 @@ impl SseDecoder {
     }
 
     /// Feed one read; `on_event` gets each completed event's data (an error stops decoding).
-    pub fn feed<E>(
+    /// Memory stays under `MAX_EVENT_BYTES` plus one read: past it, `Oversize`.
+    pub fn feed<E: From<Oversize>>(
         &mut self,
         chunk: &[u8],
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -48,6 +59,7 @@ impl SseDecoder {
             }
             let seg = &chunk[start..end];
             start = next;
+            self.check_size()?;
             if self.line.is_empty() {
                 self.line_done(seg, on_event)?;
             } else {
@@ -60,11 +72,24 @@ impl SseDecoder {
             }
         }
         self.line.extend_from_slice(&chunk[start..]);
+        self.check_size()
+    }
+
+    /// Held bytes (the open line and the open event's data).
+    pub fn held(&self) -> usize {
+        self.line.len() + self.data.len()
+    }
+
+    fn check_size<E: From<Oversize>>(&mut self) -> Result<(), E> {
+        if self.held() > MAX_EVENT_BYTES {
+            *self = SseDecoder::default();
+            return Err(Oversize.into());
+        }
         Ok(())
     }
 
     /// End of body: a last line without newline and an event without blank line still count.
-    pub fn finish<E>(
+    pub fn finish<E: From<Oversize>>(
         &mut self,
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
@@ -75,7 +100,7 @@ impl SseDecoder {
         self.line_done(b"", on_event)
     }
 
-    fn line_done<E>(
+    fn line_done<E: From<Oversize>>(
         &mut self,
         line: &[u8],
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -123,7 +148,7 @@ mod tests {
     fn decode(reads: &[&[u8]]) -> Vec<String> {
         let mut d = SseDecoder::new();
         let mut out = Vec::new();
-        let mut f = |e: &[u8]| -> Result<(), ()> {
+        let mut f = |e: &[u8]| -> Result<(), Oversize> {
             out.push(String::from_utf8_lossy(e).into_owned());
             Ok(())
         };
@@ -196,9 +221,116 @@ mod tests {
         let mut n = 0;
         let r = d.feed(b"data: a\n\ndata: b\n\n", &mut |_e: &[u8]| {
             n += 1;
-            Err("stop")
+            Err(Oversize)
         });
-        assert_eq!(r, Err("stop"));
+        assert_eq!(r, Err(Oversize));
         assert_eq!(n, 1);
+    }
+
+    /// Events as a server could frame them: data lines (several per event), comments, other
+    /// fields, any of the three line ends; returns the bytes and the events' data.
+    fn frame(events: &[(Vec<String>, bool)], ends: &[u8]) -> (Vec<u8>, Vec<String>) {
+        let mut bytes = Vec::new();
+        let mut want = Vec::new();
+        let mut k = 0;
+        // A lone `\r` followed by an end that starts with `\n` would read as one `\r\n`:
+        // after a `\r`, the next end is a `\r` too.
+        let mut after_cr = false;
+        let mut end = |b: &mut Vec<u8>| {
+            let pick = if after_cr {
+                2
+            } else {
+                ends[k % ends.len()] % 3
+            };
+            b.extend_from_slice(match pick {
+                0 => &b"\n"[..],
+                1 => b"\r\n",
+                _ => b"\r",
+            });
+            after_cr = pick == 2;
+            k += 1;
+        };
+        for (lines, comment) in events {
+            if *comment {
+                bytes.extend_from_slice(b": keep-alive");
+                end(&mut bytes);
+                bytes.extend_from_slice(b"event: message");
+                end(&mut bytes);
+            }
+            for l in lines {
+                bytes.extend_from_slice(b"data: ");
+                bytes.extend_from_slice(l.as_bytes());
+                end(&mut bytes);
+            }
+            end(&mut bytes);
+            want.push(lines.join("\n"));
+        }
+        (bytes, want)
+    }
+
+    /// `bytes` fed in reads cut at `cuts` (positions, any order, repeats allowed).
+    fn decode_split(bytes: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(0);
+        at.push(bytes.len());
+        at.sort_unstable();
+        let reads: Vec<&[u8]> = at.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+        decode(&reads)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// However the reads cut a valid stream, the same events come out.
+        #[test]
+        fn any_split_gives_the_same_events(
+            events in proptest::collection::vec(
+                (proptest::collection::vec("[^\r\n]{0,40}", 1..4), proptest::bool::ANY),
+                1..12,
+            ),
+            ends in proptest::collection::vec(0u8..3, 1..8),
+            cuts in proptest::collection::vec(0usize..100_000, 0..24),
+        ) {
+            let (bytes, want) = frame(&events, &ends);
+            proptest::prop_assert_eq!(decode_split(&bytes, &cuts), want.clone());
+            proptest::prop_assert_eq!(decode(&[&bytes]), want);
+        }
+
+        /// Arbitrary bytes in arbitrary reads: no panic, and the decoder never holds more
+        /// than the cap.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096),
+            cuts in proptest::collection::vec(0usize..100_000, 0..16),
+        ) {
+            let _ = decode_split(&bytes, &cuts);
+            let mut d = SseDecoder::new();
+            let mut f = |_: &[u8]| -> Result<(), Oversize> { Ok(()) };
+            let _ = d.feed(&bytes, &mut f);
+            proptest::prop_assert!(d.held() <= MAX_EVENT_BYTES);
+        }
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_cut_off_at_the_cap() {
+        let mut d = SseDecoder::new();
+        let mut f = |_: &[u8]| -> Result<(), Oversize> { Ok(()) };
+        let block = vec![b'x'; 1 << 20];
+        d.feed(b"data: ", &mut f).unwrap();
+        let mut failed = false;
+        for _ in 0..(MAX_EVENT_BYTES >> 20) + 2 {
+            if d.feed(&block, &mut f).is_err() {
+                failed = true;
+                break;
+            }
+            assert!(d.held() <= MAX_EVENT_BYTES + block.len());
+        }
+        assert!(failed, "a line past the cap must be an error");
+        assert_eq!(d.held(), 0, "the buffers are dropped");
+        // Many data lines of one event that never ends count as well.
+        let mut d = SseDecoder::new();
+        let line = [b"data: ".as_slice(), &block, b"\n"].concat();
+        let failed = (0..(MAX_EVENT_BYTES >> 20) + 2).any(|_| d.feed(&line, &mut f).is_err());
+        assert!(failed && d.held() == 0);
     }
 }

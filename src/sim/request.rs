@@ -286,4 +286,51 @@ mod tests {
             .to_json()
             .contains("\"param\":\"p\""));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any body, JSON or not, is an answer (a request or a 400), never a panic.
+        #[test]
+        fn any_body_parses_or_is_refused(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        ) {
+            for api in [Api::Completions, Api::Chat] {
+                if let Err(e) = parse(&body, api) {
+                    proptest::prop_assert_eq!(e.status, 400);
+                }
+            }
+        }
+
+        /// JSON objects with the request's field names and values of any JSON type.
+        #[test]
+        fn request_shaped_objects_never_panic(
+            fields in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "model", "prompt", "messages", "max_tokens", "max_completion_tokens",
+                        "stream", "stream_options", "ignore_eos", "temperature", "seed", "n",
+                        "min_tokens", "stop", "logprobs", "extra",
+                    ]),
+                    proptest::sample::select(vec![
+                        "null", "true", "-1", "0", "1e308", "18446744073709551616", "2.5",
+                        "\"x\"", "[]", "[1,2]", "[\"a\"]", "{}", "{\"include_usage\":true}",
+                        "[{\"role\":\"user\",\"content\":\"hi\"}]",
+                        "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":1}]}]",
+                    ]),
+                ),
+                0..8,
+            ),
+        ) {
+            let body = format!(
+                "{{{}}}",
+                fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(",")
+            );
+            for api in [Api::Completions, Api::Chat] {
+                if let Err(e) = parse(body.as_bytes(), api) {
+                    proptest::prop_assert_eq!(e.status, 400);
+                }
+            }
+        }
+    }
 }
