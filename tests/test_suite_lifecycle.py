@@ -215,3 +215,67 @@ def test_sigterm_does_not_reach_this_process(tmp_path, fake_engine):
     finally:
         signal.signal(signal.SIGTERM, old)
     assert got == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_suite_killed_by_sigkill_leaves_no_engine_behind(tmp_path):
+    """SIGKILL gives sonic no chance to stop its servers: the kernel does (parent-death
+    signal), while the suite waits for the engine's health."""
+    import json
+    import subprocess
+
+    pidfile = tmp_path / "engine.pid"
+    code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    suite = tmp_path / "suite.toml"
+    command = json.dumps([sys.executable, "-c", code])  # a JSON array is a TOML array
+    suite.write_text(
+        textwrap.dedent(
+            f"""
+            [suite]
+            name = "orphans"
+            tokenizer = "sonic:demo"
+
+            [engines.sleeper]
+            command = {command}
+            port = {free_port()}
+            ready_timeout_s = 300
+
+            [scenarios.s]
+            dataset = "random"
+            input_len = 8
+            output_len = 2
+            request_rates = [1]
+            num_prompts = 1
+            """
+        ),
+        encoding="utf-8",
+    )
+    sonic = subprocess.Popen(
+        [sys.executable, "-m", "sonic", "suite", "run", str(suite), "--output-dir",
+         str(tmp_path / "r")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline, "the engine never started"
+            assert sonic.poll() is None, "sonic exited before starting the engine"
+            time.sleep(0.1)
+        engine = int(pidfile.read_text())
+        assert _alive(engine)
+    finally:
+        sonic.kill()
+        sonic.wait()
+    deadline = time.monotonic() + 10
+    while _alive(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(engine), "the engine outlived its SIGKILLed suite"

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,26 @@ class EngineFailed(Exception):
     def __init__(self, message: str, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail
+
+
+# Exec'd by a tiny launcher before the server: if sonic dies, even by SIGKILL, the kernel sends
+# the server SIGTERM (PR_SET_PDEATHSIG survives exec), so no engine is left holding a GPU.
+# (Not preexec_fn: it is unsafe in a process with threads.)
+_PDEATHSIG_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.prctl(1, int(signal.SIGTERM))\n"  # 1 = PR_SET_PDEATHSIG
+    "if os.getppid() == int(sys.argv[1]):\n"  # the parent may already be gone
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "sys.exit(1)\n"
+)
+
+
+def with_parent_death_signal(argv: list[str]) -> list[str]:
+    """``argv`` behind the launcher above (Linux; elsewhere unchanged)."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-c", _PDEATHSIG_LAUNCHER, str(os.getpid()), *argv]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -141,7 +162,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         try:
             self.proc = subprocess.Popen(
-                self.argv,
+                with_parent_death_signal(self.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
