@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -72,8 +73,19 @@ def raw_records_path(result: str | os.PathLike[str]) -> Path:
     return p.with_name(stem + RAW_SUFFIX)
 
 
-def write_atomic(path: str | os.PathLike[str], chunks: Iterable[str], mode: int = 0o644) -> Path:
-    """Write text to ``path`` via temp file + fsync + rename; nothing is left behind on error."""
+def write_atomic(
+    path: str | os.PathLike[str],
+    chunks: Iterable[str],
+    mode: int = 0o644,
+    *,
+    keep_previous_as: Path | None = None,
+) -> Path:
+    """Write text to ``path`` via temp file + fsync + rename; nothing is left behind on error.
+
+    ``keep_previous_as``: the file ``path`` holds now is kept under that name too (MAX's
+    ``.orig``), by a hard link made once the new text is on disk, so that at every moment
+    ``path`` is a whole file, old or new, even if the process is killed in between.
+    """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
@@ -89,6 +101,8 @@ def write_atomic(path: str | os.PathLike[str], chunks: Iterable[str], mode: int 
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        if keep_previous_as is not None and target.is_file():
+            _keep_copy(target, keep_previous_as, Path(tmp + ".orig"))
         os.replace(tmp, target)
     except BaseException as exc:
         try:
@@ -100,6 +114,19 @@ def write_atomic(path: str | os.PathLike[str], chunks: Iterable[str], mode: int 
         raise
     _fsync_dir(directory)
     return target
+
+
+def _keep_copy(source: Path, keep: Path, scratch: Path) -> None:
+    """``keep`` becomes a copy of ``source`` (a hard link where the filesystem has them)."""
+    try:
+        os.link(source, scratch)
+    except OSError:
+        shutil.copy2(source, scratch)
+    try:
+        os.replace(scratch, keep)
+    except OSError:
+        scratch.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -160,12 +187,8 @@ def save_result(
             raise SonicError(f"cannot read {target} to append: {exc.strerror}") from None
         sep = "\n" if existing and not existing.endswith("\n") else ""
         return write_atomic(target, [existing, sep, text, "\n"])
-    if d.keep_overwritten and target.is_file():
-        try:
-            os.replace(target, target.with_name(target.name + ".orig"))
-        except OSError as exc:
-            raise SonicError(f"cannot keep {target} as .orig: {exc.strerror}") from None
-    return write_atomic(target, [text])
+    keep = target.with_name(target.name + ".orig") if d.keep_overwritten else None
+    return write_atomic(target, [text], keep_previous_as=keep)
 
 
 def _raw_lines(
