@@ -99,26 +99,23 @@ def test_no_secret_in_any_file_or_output(tmp_path, echo_url):
         "--request-rate", "inf", "--save-result", "--save-detailed", "--result-dir", str(runs),
         "--metadata", f"note={MARKERS['header']}", "--disable-tqdm", *header,
     ]  # fmt: skip
-    # Every request fails and the server echoes the key and the header back.
-    for compat in ("vllm", "max"):
-        cp = _sonic(
-            "run", "--compat", compat, "--backend", "openai", "--base-url", echo_url,
-            "--result-filename", f"echo-{compat}.json", "--always-save-result", *common,
-            cwd=tmp_path,
-        )  # fmt: skip
-        console.append(cp.stdout + cp.stderr)
-        assert "Traceback" not in cp.stderr, cp.stderr
-    # The sim with injected failures: a run that partly fails, both dialects.
-    with sim_process("--fail-500", "0.3", "--fail-reset", "0.2") as url:
+
+    def run_both_dialects(url: str, name: str) -> None:
         for compat in ("vllm", "max"):
             cp = _sonic(
                 "run", "--compat", compat, "--backend", "openai", "--base-url", url,
-                "--result-filename", f"sim-{compat}.json", "--always-save-result", *common,
+                "--result-filename", f"{name}-{compat}.json", "--always-save-result", *common,
                 cwd=tmp_path,
             )  # fmt: skip
             console.append(cp.stdout + cp.stderr)
             assert "Traceback" not in cp.stderr, cp.stderr
-    # A suite whose engine gets a secret through env and prints it into its log.
+
+    # Every request fails and the server echoes the key and the header back.
+    run_both_dialects(echo_url, "echo")
+    # The sim with injected failures: a run that partly fails.
+    with sim_process("--fail-500", "0.3", "--fail-reset", "0.2") as url:
+        run_both_dialects(url, "sim")
+    # A suite whose engine gets a secret through its env (the manifest records the name).
     suite = tmp_path / "suite.toml"
     suite.write_text(
         f"""
