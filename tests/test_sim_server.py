@@ -439,3 +439,51 @@ def test_fault_malformed(sim):
         except json.JSONDecodeError:
             bad += 1
     assert bad == 1
+
+
+def test_a_body_over_the_limit_is_413(sim):
+    status, _, raw = request(sim, "POST", "/v1/completions", b"x" * ((64 << 20) + 1))
+    assert status == 413 and b"too large" in raw
+
+
+def test_idle_and_slowloris_connections_do_not_stop_serving():
+    """10,000 idle connections and a few clients trickling their headers a byte at a time:
+    a normal request is still answered at once."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 10_000 + 200
+    if soft < want and hard >= want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the sim inherits it
+    n = min(10_000, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 200)
+    assert n >= 1000, f"file descriptor limit too low for this test ({soft}/{hard})"
+    s = start_sim()
+    idle: list[socket.socket] = []
+    stop = threading.Event()
+
+    def slowloris() -> None:
+        with socket.create_connection((s.host, s.port)) as c:
+            for b in b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000:
+                if stop.is_set():
+                    return
+                c.sendall(bytes([b]))
+                time.sleep(0.05)
+
+    slow = [threading.Thread(target=slowloris, daemon=True) for _ in range(3)]
+    try:
+        for _ in range(n):
+            idle.append(socket.create_connection((s.host, s.port), timeout=10))
+        for t in slow:
+            t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        status, _, _ = request(s, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 2})
+        assert status == 200
+        assert time.monotonic() - t0 < 5.0
+        status, _, _ = request(s, "GET", "/health")
+        assert status == 200
+    finally:
+        stop.set()
+        for c in idle:
+            c.close()
+        s.stop()

@@ -2,6 +2,7 @@
 //! connection), hyper HTTP/1.1 connections, and the scheduler task.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,8 +149,7 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>) {
 
 async fn serve_conn(stream: TcpStream, app: Arc<App>) {
     let _ = stream.set_nodelay(true);
-    let dup = dup_socket(&stream);
-    let ctl = Arc::new(ConnCtl::new(dup));
+    let ctl = Arc::new(ConnCtl::new(stream.as_raw_fd()));
     let svc_ctl = ctl.clone();
     let svc = service_fn(move |req| {
         let app = app.clone();
@@ -164,10 +164,4 @@ async fn serve_conn(stream: TcpStream, app: Arc<App>) {
         _ = ctl.aborted() => {}
     }
     ctl.release();
-}
-
-/// A duplicate fd of the connection (for SO_LINGER on an injected reset).
-fn dup_socket(stream: &TcpStream) -> Option<std::net::TcpStream> {
-    let s = socket2::SockRef::from(stream);
-    s.try_clone().ok().map(std::net::TcpStream::from)
 }
