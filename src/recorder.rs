@@ -14,6 +14,8 @@ pub struct RequestRecord {
     pub http_status: i32,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Prompt tokens the engine served from its prefix cache (usage); -1 = not reported.
+    pub cached_tokens: i64,
     pub error: Option<String>,
     pub finish_reason: Option<String>,
     pub chunk_ns: Vec<i64>,
@@ -32,6 +34,7 @@ impl Default for RequestRecord {
             http_status: 0,
             prompt_tokens: -1,
             completion_tokens: -1,
+            cached_tokens: -1,
             error: None,
             finish_reason: None,
             chunk_ns: Vec::new(),
@@ -67,12 +70,17 @@ pub struct Records {
     pub cancelled: bool,
     pub deadline_reached: bool,
     pub intended_ns: Vec<i64>,
+    /// Session of each record (a plain request is a session of its own: its index).
+    pub session_index: Vec<i64>,
+    /// Turn within its session (0 for a plain request).
+    pub turn_index: Vec<i64>,
     pub dispatched_ns: Vec<i64>,
     pub sent_ns: Vec<i64>,
     pub end_ns: Vec<i64>,
     pub http_status: Vec<i32>,
     pub prompt_tokens: Vec<i64>,
     pub completion_tokens: Vec<i64>,
+    pub cached_tokens: Vec<i64>,
     pub error: Vec<Option<String>>,
     pub finish_reason: Vec<Option<String>>,
     pub chunk_offsets: Vec<i64>,
@@ -83,19 +91,23 @@ pub struct Records {
 }
 
 impl Records {
-    /// Concatenate per-request records (in request order) into columns.
+    /// Concatenate per-request records (in request order) into columns; each request is a
+    /// session of its own (session_index = its index, turn_index = 0).
     pub fn assemble(intended_ns: Vec<i64>, recs: Vec<RequestRecord>) -> Self {
         let n = recs.len();
         let chunks: usize = recs.iter().map(|r| r.chunk_ns.len()).sum();
         let bytes: usize = recs.iter().map(|r| r.text.len()).sum();
         let mut out = Records {
             intended_ns,
+            session_index: (0..n as i64).collect(),
+            turn_index: vec![0; n],
             dispatched_ns: Vec::with_capacity(n),
             sent_ns: Vec::with_capacity(n),
             end_ns: Vec::with_capacity(n),
             http_status: Vec::with_capacity(n),
             prompt_tokens: Vec::with_capacity(n),
             completion_tokens: Vec::with_capacity(n),
+            cached_tokens: Vec::with_capacity(n),
             error: Vec::with_capacity(n),
             finish_reason: Vec::with_capacity(n),
             chunk_offsets: Vec::with_capacity(n + 1),
@@ -114,6 +126,7 @@ impl Records {
             out.http_status.push(r.http_status);
             out.prompt_tokens.push(r.prompt_tokens);
             out.completion_tokens.push(r.completion_tokens);
+            out.cached_tokens.push(r.cached_tokens);
             out.error.push(r.error);
             out.finish_reason.push(r.finish_reason);
             let base = out.text.len() as i64;
@@ -146,5 +159,7 @@ mod tests {
         assert_eq!(r.text, "abé".as_bytes());
         assert_eq!(r.sent_ns, vec![-1, -1, -1]);
         assert_eq!(r.error[1].as_deref(), Some("not sent: run cancelled"));
+        assert_eq!(r.session_index, vec![0, 1, 2]);
+        assert_eq!(r.turn_index, vec![0, 0, 0]);
     }
 }

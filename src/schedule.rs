@@ -12,6 +12,10 @@
 //!
 //! A delay is Gamma(shape = burstiness, scale = 1/(rate·burstiness)) (burstiness 1 = Poisson);
 //! no burstiness means constant spacing 1/rate; no rate (and no ramp-up) means all at t0.
+//!
+//! Explicit `arrivals_s` (trace replay) override all of that: the given offsets are used as
+//! they are, one per request (or per session start), and must be finite, >= 0, at most
+//! [`MAX_ARRIVAL_S`] and non-decreasing.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -54,7 +58,13 @@ pub struct ScheduleSpec {
     pub ramp_up: Option<RampUp>,
     pub convention: Convention,
     pub seed: u64,
+    /// Explicit intended offsets from t0 in seconds; override rate, burstiness and ramp-up.
+    #[serde(default)]
+    pub arrivals_s: Option<Vec<f64>>,
 }
+
+/// Latest explicit arrival accepted (about 3 years; keeps t0 + offset inside i64 ns).
+pub const MAX_ARRIVAL_S: f64 = 1e8;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScheduleError {
@@ -64,6 +74,16 @@ pub enum ScheduleError {
     Burstiness(f64),
     #[error("schedule.ramp_up.{0} must be a positive finite number, got {1}")]
     Ramp(&'static str, f64),
+    #[error("schedule.arrivals_s[{0}] must be a finite number of seconds in [0, 1e8], got {1}")]
+    Arrival(usize, f64),
+    #[error(
+        "schedule.arrivals_s[{0}] is earlier than the one before it (arrivals must not decrease)"
+    )]
+    ArrivalOrder(usize),
+    #[error(
+        "schedule.arrivals_s has {got} times for {want} arrivals (one per request or session)"
+    )]
+    ArrivalCount { got: usize, want: usize },
 }
 
 impl ScheduleSpec {
@@ -88,6 +108,16 @@ impl ScheduleSpec {
                 return Err(ScheduleError::Ramp("end_rps", ramp.end_rps));
             }
         }
+        if let Some(times) = &self.arrivals_s {
+            for (i, &t) in times.iter().enumerate() {
+                if !(t.is_finite() && (0.0..=MAX_ARRIVAL_S).contains(&t)) {
+                    return Err(ScheduleError::Arrival(i, t));
+                }
+                if i > 0 && t < times[i - 1] {
+                    return Err(ScheduleError::ArrivalOrder(i));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -110,6 +140,15 @@ impl ScheduleSpec {
     /// Intended arrival offsets in seconds from t0 for `n` requests (non-decreasing).
     pub fn arrivals_s(&self, n: usize) -> Result<Vec<f64>, ScheduleError> {
         self.validate()?;
+        if let Some(times) = &self.arrivals_s {
+            if times.len() != n {
+                return Err(ScheduleError::ArrivalCount {
+                    got: times.len(),
+                    want: n,
+                });
+            }
+            return Ok(times.clone());
+        }
         let mut rng = StdRng::seed_from_u64(self.seed);
         let gamma = match self.burstiness {
             // Shape is validated positive and finite; scale 1 is rescaled per request below.
@@ -176,6 +215,7 @@ mod tests {
             ramp_up: None,
             convention: conv,
             seed: 42,
+            arrivals_s: None,
         }
     }
 
@@ -307,5 +347,25 @@ mod tests {
             .arrivals_s(0)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn explicit_arrivals_override_and_are_checked() {
+        let mut s = spec(Some(1.0), Some(1.0), Convention::Precomputed);
+        s.arrivals_s = Some(vec![0.0, 0.5, 0.5, 2.25]);
+        assert_eq!(s.arrivals_s(4).unwrap(), vec![0.0, 0.5, 0.5, 2.25]);
+        assert_eq!(s.arrivals_ns(4).unwrap()[3], 2_250_000_000);
+        assert_eq!(
+            s.arrivals_s(3),
+            Err(ScheduleError::ArrivalCount { got: 4, want: 3 })
+        );
+        s.arrivals_s = Some(vec![0.0, 1.0, 0.5]);
+        assert_eq!(s.arrivals_s(3), Err(ScheduleError::ArrivalOrder(2)));
+        for bad in [-0.1, f64::NAN, f64::INFINITY, 2e8] {
+            s.arrivals_s = Some(vec![0.0, bad]);
+            let e = s.validate().unwrap_err();
+            assert!(matches!(e, ScheduleError::Arrival(1, _)), "{bad}: {e}");
+            assert!(e.to_string().contains("schedule.arrivals_s[1]"));
+        }
     }
 }

@@ -291,6 +291,9 @@ def test_load_requests_replays_the_raw_records(suite_dir: Suite):
         assert sub["itl_count"].tolist() == (ntext - 1).tolist()
         assert sub["success"].all() and sub["error"].isna().all()
         assert (sub["queue_ms"] == 0).all()
+        # plain requests: each one a one-turn session
+        assert sub["session_index"].tolist() == sub["index"].tolist()
+        assert (sub["turn_index"] == 0).all()
         # recomputed statistics agree with the run's own file
         row = res[res["run_id"] == rid].iloc[0]
         assert np.percentile(sub["ttft_ms"], 99) == pytest.approx(row["p99_ttft_ms"], rel=1e-9)

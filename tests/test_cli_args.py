@@ -325,7 +325,6 @@ def test_percentile_flags_are_refused_under_max():
         (["--profile"], "profiling"),
         (["--lora-modules", "a=/p"], "LoRA"),
         (["--probe-request-rate", "2"], "probe"),
-        (["--num-chat-sessions=4"], "multi-turn"),
         (["--warmup-to-steady-state"], "steady"),
         (["--tokenizer-mode", "slow"], "tokenizer"),
         (["--num-iters", "3"], "iterations"),

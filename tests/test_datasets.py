@@ -41,6 +41,7 @@ def paths(sharegpt_path, code_debug_path, custom_path, tmp_path) -> dict[str, st
         "code_debug": str(code_debug_path),
         "custom": str(custom_path),
         "hf": str(hf_file),
+        "prefix_repetition": None,
     }
 
 
@@ -54,6 +55,7 @@ def small_args(name: str, paths: dict, **overrides) -> DatasetArgs:
         random_output_len=16,
         sonnet_input_len=300,
         sonnet_prefix_len=120,
+        prefix_repetition_num_prefixes=2,
     )
     base.update(overrides)
     return DatasetArgs(**base)

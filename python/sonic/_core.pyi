@@ -61,7 +61,12 @@ class Records(TypedDict):
     ``HTTP 500: <body excerpt ≤ 200 chars>``, ``timeout after 1.5 s``, ``stream error: …``
     (reset, truncated body), ``malformed chunk: …``, ``server error in stream: …``,
     ``cancelled``, ``cancelled: max duration reached``, ``not sent: run cancelled``,
-    ``not sent: max duration reached`` (header values are redacted from every message).
+    ``not sent: max duration reached``, ``not sent: turn K of this session failed``
+    (header values are redacted from every message).
+    One record per request, or per turn of a run of sessions (session-major: session 0's
+    turns, then session 1's, ...); session_index / turn_index say which (a plain request is
+    a one-turn session: its own index, turn 0). A session turn's intended_ns is the previous
+    turn's end plus its think time (-1 if it never became due).
     """
 
     t0_unix_ns: int
@@ -69,12 +74,15 @@ class Records(TypedDict):
     cancelled: bool
     deadline_reached: bool
     intended_ns: npt.NDArray[np.int64]
+    session_index: npt.NDArray[np.int64]
+    turn_index: npt.NDArray[np.int64]
     dispatched_ns: npt.NDArray[np.int64]
     sent_ns: npt.NDArray[np.int64]
     end_ns: npt.NDArray[np.int64]
     http_status: npt.NDArray[np.int32]
     prompt_tokens: npt.NDArray[np.int64]
     completion_tokens: npt.NDArray[np.int64]
+    cached_tokens: npt.NDArray[np.int64]  # usage prompt_tokens_details.cached_tokens; -1: none
     error: list[str | None]
     finish_reason: list[str | None]
     chunk_offsets: npt.NDArray[np.int64]
@@ -94,11 +102,12 @@ class RunHandle:
         """Block (GIL released) until the run ends; ``None`` if ``timeout_s`` passed first."""
 
 def start_run(config_json: str) -> RunHandle:
-    """Start a run described by a JSON RunConfig (see sonic/client.py)."""
+    """Start a run described by a JSON RunConfig (see sonic/client.py): requests or
+    sessions; Progress counts one request per session turn."""
 
 def schedule_preview(schedule_json: str, n: int) -> npt.NDArray[np.float64]:
     """Intended arrival offsets in seconds for n requests of a JSON ScheduleSpec (its own
-    convention: precomputed or sequential)."""
+    convention: precomputed or sequential; its ``arrivals_s`` as given, which must hold n)."""
 
 # ---------------------------------------------------------------- telemetry
 

@@ -55,7 +55,12 @@ ID_COLUMNS = (
 # Checks on the run itself: requests that stopped before max_tokens although ignore_eos was
 # sent (the engine did not honour it; NaN where the result does not say).
 CHECK_COLUMNS = ("eos_not_honoured",)
-RESULT_COLUMNS = ID_COLUMNS + SCALAR_COLUMNS + CHECK_COLUMNS + LATENCY_COLUMNS
+# The run's validity verdict (sonic.metrics.validity): valid | warn | invalid (None: the
+# result predates verdicts), every reason code, the codes that invalidate the whole run, and
+# the statistics invalidated on their own (e.g. p99_ttft_ms from too few requests); the lists
+# are comma-joined.
+VALIDITY_COLUMNS = ("validity", "validity_reasons", "invalid_because", "invalid_metrics")
+RESULT_COLUMNS = ID_COLUMNS + SCALAR_COLUMNS + CHECK_COLUMNS + VALIDITY_COLUMNS + LATENCY_COLUMNS
 REQUEST_COLUMNS = (
     "engine",
     "scenario",
@@ -64,6 +69,8 @@ REQUEST_COLUMNS = (
     "repeat",
     "simulated",
     "index",
+    "session_index",
+    "turn_index",
     "success",
     "error",
     "http_status",
@@ -290,6 +297,8 @@ def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
         "file": str(entry.file) if entry.file else None,
     }
     row.update(dict.fromkeys(SCALAR_COLUMNS + CHECK_COLUMNS + LATENCY_COLUMNS, math.nan))
+    row.update({"validity": None, "validity_reasons": "", "invalid_because": ""})
+    row["invalid_metrics"] = ""
     if entry.file is None or not entry.file.is_file():
         if entry.status in ("ok", "partial"):
             row["status"], row["error"] = "missing", f"result file {entry.file} is missing"
@@ -314,7 +323,27 @@ def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
     lengths = sonic.get("output_lengths")
     if isinstance(lengths, dict) and isinstance(lengths.get("short"), int):
         row["eos_not_honoured"] = lengths["short"] if lengths.get("ignore_eos") else 0
+    row.update(_validity_columns(sonic.get("validity")))
     return row
+
+
+def _validity_columns(doc: Any) -> dict[str, Any]:
+    from sonic.metrics.validity import INVALID, from_dict
+
+    parsed = from_dict(doc)
+    if parsed is None:
+        return {}
+    verdict, reasons = parsed
+    return {
+        "validity": verdict,
+        "validity_reasons": ",".join(dict.fromkeys(r.code for r in reasons)),
+        "invalid_because": ",".join(
+            dict.fromkeys(r.code for r in reasons if r.severity == INVALID and not r.affects)
+        ),
+        "invalid_metrics": ",".join(
+            sorted({c for r in reasons if r.severity == INVALID for c in r.affects})
+        ),
+    }
 
 
 def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -408,6 +437,11 @@ def _records_from_lines(lines: list[dict[str, Any]]):
             [[0], np.cumsum([len(t) for t in texts], dtype=i64)]
         ).astype(i64),
         text=b"".join(texts),
+        session_index=np.array(
+            [int(o.get("session_index", o.get("index", i))) for i, o in enumerate(lines)], i64
+        ),
+        turn_index=np.array([int(o.get("turn_index", 0)) for o in lines], i64),
+        cached_tokens=np.array([ns(u.get("cached_tokens")) for u in usage], i64),
     )
 
 
@@ -474,6 +508,9 @@ def _request_rows(entry: RunEntry, doc: dict[str, Any] | None, simulated: bool) 
                 "repeat": entry.repeat,
                 "simulated": simulated,
                 "index": int(obj.get("index", i)),
+                # Lines written before sessions: each request a one-turn session.
+                "session_index": int(obj.get("session_index", obj.get("index", i))),
+                "turn_index": int(obj.get("turn_index", 0)),
                 "success": bool(rm.success[i]),
                 "error": rm.error[i],
                 "http_status": int(obj.get("http_status") or 0),

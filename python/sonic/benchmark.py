@@ -113,10 +113,77 @@ def load_workload(args: RunArgs):
     if not name:
         raise SonicError("no tokenizer: pass --tokenizer or --model")
     tokenizer = load_tokenizer(name, trust_remote_code=t.trust_remote_code)
+    from sonic.workloads import build_workload
+
+    workload = build_workload(d, tokenizer)
+    if workload is not None:  # sessions or a timed trace: the client gets the workload itself
+        return tokenizer, WorkloadSamples.of(workload, tokenizer, t.api)
     samples = sample_requests(d, tokenizer)
     if not samples:
         raise SonicError(f"dataset {d.name!r} gave no usable prompts")
     return tokenizer, samples
+
+
+class WorkloadSamples(list):
+    """The samples of a sessions or timed-trace workload: one SampleRequest per record (turns
+    session by session, as the client records them; prompt and length with the dataset's
+    history), plus the workload itself, which ``build_run_config`` hands to the client."""
+
+    def __init__(self, samples: list, workload) -> None:
+        super().__init__(samples)
+        self.workload = workload
+
+    @classmethod
+    def of(cls, workload, tokenizer, api: str) -> WorkloadSamples:
+        from sonic.datasets.base import SampleRequest
+        from sonic.workloads.reuse import prompt_ids, turn_messages
+        from sonic.workloads.types import COMPLETIONS_JOINER, SESSIONS
+
+        workload = _capped(workload)
+        if workload.kind != SESSIONS:
+            samples = [
+                SampleRequest(r.prompt, r.prompt_len, r.max_tokens) for r in workload.requests
+            ]
+            return cls(samples, workload)
+        turns = [t for sess in workload.sessions for t in sess.turns]
+        samples = [
+            SampleRequest(
+                prompt=COMPLETIONS_JOINER.join(m["content"] for m in messages),
+                prompt_len=len(ids),
+                expected_output_len=turn.max_tokens,
+            )
+            for turn, messages, ids in zip(
+                turns, turn_messages(workload), prompt_ids(workload, tokenizer, api)
+            )
+        ]
+        return cls(samples, workload)
+
+
+def _capped(workload):
+    """MAX stops sending turns once --num-prompts requests went out; which sessions that cuts
+    depends on the engine's timing there. Here the cut is the same for every engine: whole
+    sessions in start order, the last one shortened, up to that many requests."""
+    from dataclasses import replace
+
+    cap = workload.max_requests
+    if cap is None or workload.num_requests <= cap:
+        return workload
+    kept, left = [], cap
+    for sess in workload.sessions:
+        if left <= 0:
+            break
+        kept.append(replace(sess, turns=sess.turns[:left]))
+        left -= len(kept[-1].turns)
+    arrivals = None if workload.arrivals_s is None else workload.arrivals_s[: len(kept)]
+    note = f"sessions cut to {cap} requests (--num-prompts), whole sessions in start order"
+    return replace(
+        workload, sessions=tuple(kept), arrivals_s=arrivals, notes=(*workload.notes, note)
+    )
+
+
+def workload_of(samples):
+    """The sessions/trace workload behind ``samples`` (None for plain prompts)."""
+    return getattr(samples, "workload", None)
 
 
 def _max_tokens(args: RunArgs, expected: int | None, index: int) -> int | None:
@@ -169,7 +236,12 @@ def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None
         convention=tr.arrival,
         seed=args.dataset.seed if schedule_seed is None else schedule_seed,
     )
+    sessions: dict[str, Any] = {}
+    workload = workload_of(samples)
+    if workload is not None:
+        sessions, requests, schedule = _hand_over(args, workload, requests, schedule)
     return client.RunConfig(
+        **sessions,
         base_url=t.base_url,
         endpoint=t.endpoint,
         api=t.api,
@@ -193,6 +265,45 @@ def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None
     )
 
 
+def _hand_over(args: RunArgs, workload, requests, schedule):
+    """What a sessions or timed-trace workload changes in the RunConfig: the recorded send
+    times, and for sessions the turns (with the run's output-length caps) and the session
+    options. Returns (session fields, requests, schedule)."""
+    import secrets
+    from dataclasses import replace
+
+    from sonic import client
+    from sonic.workloads.types import SESSIONS
+
+    if workload.arrivals_s is not None:
+        schedule = replace(schedule, arrivals_s=list(workload.arrivals_s))
+    if workload.kind != SESSIONS:
+        return {}, requests, schedule
+    index = 0
+    sessions = []
+    for sess in workload.sessions:
+        turns = []
+        for t in sess.turns:
+            cap = _max_tokens(args, t.max_tokens, index)
+            turns.append(client.Turn(t.content, cap, t.reference_answer, t.think_s))
+            index += 1
+        sessions.append(client.Session(turns, sess.system, sess.session_id))
+    tr = args.traffic
+    salted = args.target.api in ("completions", "chat")  # other APIs have no cache_salt field
+    salt = tr.cache_salt if salted else None
+    if salt == "auto":  # one per run: a repeated run must not start on this one's cache
+        salt = "run-" + secrets.token_hex(6)
+    fields = {
+        "sessions": sessions,
+        "history": tr.history,
+        "session_header": tr.session_header,
+        "max_concurrent_sessions": workload.max_concurrent_sessions,
+        "cache_salt": salt,
+        "session_id_as_cache_salt": tr.session_id_as_cache_salt and salted,
+    }
+    return fields, [], schedule
+
+
 def warm_connections(args: RunArgs) -> int:
     """How many untimed requests go before the run: the test prompt and the warm-ups.
 
@@ -210,9 +321,9 @@ def _untimed(config, samples, n: int):
 
     from sonic import client
 
-    first = config.requests[0]
+    first = config.requests[0] if config.requests else _first_turn(config)
     return replace(
-        config,
+        _without_sessions(config),
         requests=[first] * n,
         schedule=client.ScheduleSpec(
             request_rate=None, burstiness=None, ramp_up=None, convention="precomputed", seed=0
@@ -221,6 +332,34 @@ def _untimed(config, samples, n: int):
         max_duration_s=None,
         request_id_prefix=config.request_id_prefix + "warmup-",
         warm_connections=0,
+    )
+
+
+def _first_turn(config):
+    """The first session's first turn as a plain request (the untimed test prompt)."""
+    from sonic import client
+
+    sess = config.sessions[0]
+    turn = sess.turns[0]
+    if config.api == "chat":
+        messages = [{"role": "system", "content": sess.system}] if sess.system else []
+        messages.append({"role": "user", "content": turn.content})
+        return client.RequestSpec(messages=messages, max_tokens=turn.max_tokens)
+    prompt = "\n\n".join(x for x in (sess.system, turn.content) if x)
+    return client.RequestSpec(prompt=prompt, max_tokens=turn.max_tokens)
+
+
+def _without_sessions(config):
+    """``config`` with its session options cleared (the core refuses them without sessions)."""
+    from dataclasses import replace
+
+    return replace(
+        config,
+        sessions=None,
+        max_concurrent_sessions=None,
+        cache_salt=None,
+        session_id_as_cache_salt=False,
+        session_header=None,
     )
 
 
@@ -340,13 +479,16 @@ def run_point(
 
     out = sys.stdout if out is None else out
     config = build_run_config(args, samples)
+    accuracy = self_calibration(args, len(samples))
     send_test_prompt(args, config, samples)
     flushed = flush_prefix_cache(args)
     show = (not args.output.disable_tqdm) if progress is None else progress
     telemetry = _telemetry_session(args)
+    cpu0 = os.times()
     with telemetry:  # GPU sampler + /metrics scraper around the run; never fatal
-        records = client.run(config, progress=show)
+        records = client.run(config, progress=show, monitor=_saturation_monitor(args, config))
         telemetry.set_window(*(run_window_ns(records) or (None, None)))
+    cpu1 = os.times()
     tel = telemetry.result()
 
     dialect = args.dialect
@@ -359,18 +501,33 @@ def run_point(
         count_tokens=token_counter(tokenizer),
         goodput=args.metrics.goodput,
         percentiles=args.metrics.metric_percentiles,
-        skip=SkipRules(first=first, last=last, ttft=args.metrics.ttft_skip_requests),
+        skip=SkipRules(
+            first=first,
+            last=last,
+            ttft=args.metrics.ttft_skip_requests,
+            first_turns=args.dataset.ignore_first_turn_stats,
+        ),
     )
     info = make_info(args, simulated=simulated, records=records)
-    outcome = dialect.outcome(metrics, args.dataset.num_prompts)
+    workload = workload_of(samples)
+    expected = args.dataset.num_prompts if workload is None else len(samples)
+    outcome = dialect.outcome(metrics, expected)
     console.print_summary(dialect, metrics, info, file=out)
     for line in tel.console_lines():
         print(line, file=out)
     for warning in tel.warnings:
         print(f"sonic: {warning}", file=sys.stderr)
+    if accuracy is not None:
+        print(f"Client timing error here (calibrated): {accuracy['line']}", file=out)
+    section = _workload_section(args, samples, tokenizer, tel, records, metrics)
+    if section is not None:
+        for line in section.console_lines():
+            print(line, file=out)
     checks = RunChecks.of(args, config, records, metrics, flushed)
     for warning in checks.warnings():
         print(f"sonic: {warning}", file=sys.stderr)
+    validity = _assess(args, records, metrics, tel, cpu0, cpu1)
+    console.print_validity(validity, file=out)
 
     doc = None
     path = None
@@ -403,6 +560,11 @@ def run_point(
         if outcome.partial:
             sonic_keys["partial"] = True
         sonic_keys.update(checks.as_sonic_keys())
+        if section is not None:
+            sonic_keys["workload"] = section.to_dict()
+        if accuracy is not None:
+            sonic_keys["client_accuracy"] = {k: v for k, v in accuracy.items() if k != "line"}
+        _add_validity(doc, dialect, validity, metrics)
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         if held:
             print(
@@ -415,14 +577,103 @@ def run_point(
             print(f"Results saved to {path}", file=out)
     for reason in outcome.reasons:
         print(f"sonic: {reason}", file=sys.stderr)
+    code = outcome.exit_code
+    if validity.figures.stopped_early and code == 130:  # sonic stopped it, not the user
+        code = 1
     return PointOutcome(
-        exit_code=outcome.exit_code,
+        exit_code=code,
         result=doc,
         result_path=path,
         metrics=metrics,
         records=records,
         reasons=outcome.reasons,
-        extra={"telemetry": tel},
+        extra={"telemetry": tel, "validity": validity},
+    )
+
+
+def _saturation_monitor(args: RunArgs, config):
+    """``--stop-over-saturated``: a monitor of the client's progress (None when not asked)."""
+    if not args.traffic.stop_over_saturated:
+        return None
+    from sonic import client
+    from sonic.metrics.oversat import OverSaturationMonitor
+
+    # The backlog is due minus done where the schedule says when requests are due; for
+    # sessions (later turns are due when earlier ones end) it is the requests in flight.
+    sched, due = config.schedule, None
+    if getattr(sched, "arrivals_s", None) is not None and config.requests:
+        due = sched.arrivals_s
+    elif sched.request_rate is not None and sched.ramp_up is None and config.requests:
+        due = client.schedule_preview(sched, len(config.requests))
+    return OverSaturationMonitor(due)
+
+
+def _assess(args: RunArgs, records, metrics, tel, cpu0, cpu1):
+    """The run's validity verdict (sonic.metrics.validity), client CPU from os.times."""
+    from sonic.metrics.validity import assess_run
+
+    wall = cpu1.elapsed - cpu0.elapsed
+    used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    return assess_run(
+        args,
+        records,
+        metrics,
+        telemetry=tel,
+        client_cpu_percent=100.0 * used / wall if wall > 0 else None,
+        stopped_early=records.extra.get("stopped_early"),
+    )
+
+
+def _add_validity(doc, dialect, validity, metrics) -> None:
+    """``sonic.validity`` and ``sonic.steady_state``, and the dialect's own steady-state keys."""
+    from sonic.metrics.validity import steady_section
+    from sonic.results import SONIC_KEY
+
+    sonic_keys = doc.setdefault(SONIC_KEY, {})
+    sonic_keys["validity"] = validity.to_dict()
+    sonic_keys["steady_state"] = steady_section(validity, metrics)
+    dialect.add_steady_state(doc, validity.steady_state)
+
+
+def self_calibration(args: RunArgs, num_requests: int) -> dict[str, Any] | None:
+    """``sonic.client_accuracy``: the client's timing error on this host just before the run
+    (``--no-self-calibrate``: None). Never fatal: a failed calibration is said and skipped."""
+    if not args.traffic.self_calibrate:
+        return None
+    from sonic import _core
+    from sonic.calibrate import run_accuracy
+
+    try:
+        return run_accuracy(args.traffic.max_concurrency, num_requests)
+    except (_core.CoreError, OSError) as exc:
+        print(f"sonic: self-calibration skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def _workload_section(args: RunArgs, samples, tokenizer, telemetry, records, metrics):
+    """``sonic.workload`` of a sessions or trace run (None for plain prompts)."""
+    workload = workload_of(samples)
+    if workload is None:
+        return None
+    from sonic.workloads import SESSIONS
+    from sonic.workloads.reuse import expected_reuse
+    from sonic.workloads.section import (
+        WorkloadSection,
+        measured_hit_rate,
+        session_stats,
+        turn_stats,
+    )
+
+    history = args.traffic.history
+    reuse = expected_reuse(workload, tokenizer, api=args.target.api, history=history)
+    sessions = workload.kind == SESSIONS
+    return WorkloadSection(
+        workload,
+        history,
+        reuse,
+        measured_hit_rate(telemetry),
+        by_turn=turn_stats(records, metrics.requests) if sessions else [],
+        sessions=session_stats(records, metrics.requests) if sessions else {},
     )
 
 
@@ -430,7 +681,10 @@ def skip_counts(args: RunArgs) -> tuple[int, int]:
     """--skip-first/last-n-requests of this run point, unset ones from the dialect."""
     tr, m, d = args.traffic, args.metrics, args.dialect
     rate, mc = tr.request_rate, tr.max_concurrency
-    first = d.resolve_skip(m.skip_first_n_requests, rate, mc)
+    given_first = m.skip_first_n_requests
+    if given_first is None and args.dataset.ignore_first_turn_stats:
+        given_first = 0  # MAX: ignoring first turns replaces the automatic skip-first
+    first = d.resolve_skip(given_first, rate, mc)
     last = d.resolve_skip(m.skip_last_n_requests, rate, mc)
     if first + last >= args.dataset.num_prompts:
         raise SonicError(
@@ -511,8 +765,9 @@ def make_info(args: RunArgs, *, simulated: bool, records=None):
 # ---------------------------------------------------------------- the command
 
 
-def run_benchmark(args: RunArgs) -> int:
-    """``sonic run``: every sweep point in turn; the worst exit code wins."""
+def prepare_run(args: RunArgs):
+    """Reach the server, fill in its model if not given, load the workload:
+    ``(args, tokenizer, samples, simulated)`` for ``run_point``."""
     t = args.target
     check_reachable(t.base_url)
     if t.model is None:
@@ -520,6 +775,12 @@ def run_benchmark(args: RunArgs) -> int:
         args = args.with_model(discover_model(t.base_url, headers, t.insecure))
     simulated = is_simulated(t.base_url, t.insecure)
     tokenizer, samples = load_workload(args)
+    return args, tokenizer, samples, simulated
+
+
+def run_benchmark(args: RunArgs) -> int:
+    """``sonic run``: every sweep point in turn; the worst exit code wins."""
+    args, tokenizer, samples, simulated = prepare_run(args)
     code = 0
     points = list(args.points())
     for point in points:

@@ -12,6 +12,8 @@ import sys
 
 COMMANDS = {
     "run": "run one benchmark against a serving engine (default command)",
+    "calibrate": "measure the client's own timing error on this host (self-certification)",
+    "search": "find the highest load a server carries within SLOs (capacity search)",
     "sim": "start the embedded simulated OpenAI-compatible engine",
     "demo": "start `sonic sim` and run a short streamed benchmark against it",
     "suite": "run a fair comparison of several engines (sonic suite run SUITE.toml)",

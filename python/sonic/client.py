@@ -5,6 +5,13 @@ to JSON once, the core prepares every request body before its t0, and Python onl
 progress counters and receives the columnar records at the end. Ctrl-C never loses what was
 measured: the first one stops dispatching and lets in-flight requests finish, the second one
 aborts them; either way the records come back with ``cancelled=True``.
+
+A workload is either independent ``requests`` or multi-turn ``sessions`` (see ``Session``):
+session starts follow the schedule, turn k+1 is due when turn k has ended plus its
+``think_s`` (that instant is its intended time, so waits show as dispatch lag), and every
+turn carries the history before it, built by the core (src/client/session.rs,
+src/client/conversation.rs). Records: one per turn, session-major, with ``session_index``
+and ``turn_index`` (a plain request is a one-turn session: its index and turn 0).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
@@ -34,6 +41,45 @@ class RequestSpec:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One turn of a session: the user's text, its output limit (None: not sent), the
+    dataset's reply (the history in ``history="dataset"`` mode) and the wait after the
+    previous turn ended before this one is sent (ignored for turn 0)."""
+
+    content: str
+    max_tokens: int | None = None
+    reference_answer: str = ""
+    think_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Session:
+    """A conversation sent turn by turn. Chat bodies carry messages ``[system?, user_0,
+    assistant_0, ..., user_k]``; completions-style bodies the same texts joined by a blank
+    line (``"\n\n"``), so each prompt extends the previous prompt and reply. ``session_id``
+    is the session header's value and the cache salt's session part (empty: its index)."""
+
+    turns: list[Turn]
+    system: str | None = None
+    session_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "turns": [
+                {
+                    "content": t.content,
+                    "max_tokens": t.max_tokens,
+                    "reference_answer": t.reference_answer,
+                    "think_s": t.think_s,
+                }
+                for t in self.turns
+            ],
+            "system": self.system,
+            "session_id": self.session_id,
+        }
+
+
+@dataclass(frozen=True)
 class RampUp:
     """Per-request rate moving from ``start_rps`` to ``end_rps`` (linear | exponential)."""
 
@@ -45,13 +91,16 @@ class RampUp:
 @dataclass(frozen=True)
 class ScheduleSpec:
     """Arrival process. ``request_rate`` None: all at t0 (unless ramping); ``burstiness``
-    None: constant spacing (``--burstiness inf``), 1.0: Poisson, else gamma."""
+    None: constant spacing (``--burstiness inf``), 1.0: Poisson, else gamma. ``arrivals_s``:
+    explicit offsets from t0 in seconds, one per request or session start (trace replay:
+    finite, >= 0, non-decreasing), overriding rate, burstiness and ramp-up."""
 
     request_rate: float | None = None
     burstiness: float | None = 1.0
     ramp_up: RampUp | None = None
     convention: str = "precomputed"
     seed: int = 0
+    arrivals_s: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         ramp = self.ramp_up
@@ -63,6 +112,7 @@ class ScheduleSpec:
             else {"strategy": ramp.strategy, "start_rps": ramp.start_rps, "end_rps": ramp.end_rps},
             "convention": self.convention,
             "seed": int(self.seed),
+            "arrivals_s": None if self.arrivals_s is None else [float(t) for t in self.arrivals_s],
         }
 
 
@@ -80,7 +130,15 @@ class BodyOptions:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A complete run for the core. Header values are secrets: excluded from ``repr``."""
+    """A complete run for the core. Header values are secrets: excluded from ``repr``.
+
+    Sessions (exclusive with ``requests``): ``history`` "dataset" sends the dataset's
+    reference answers as earlier replies (byte-identical prompts for every engine), "live"
+    the text this engine returned; ``session_header`` (e.g. "X-Session-ID") carries each
+    session's id; ``max_concurrent_sessions`` caps sessions active at once (``max_concurrency``
+    still caps requests in flight). ``cache_salt`` is sent as the body field ``cache_salt``
+    (chat/completions); with ``session_id_as_cache_salt`` the salt is the session's id,
+    ``"{cache_salt}:{session_id}"`` when both are set."""
 
     base_url: str
     endpoint: str
@@ -97,6 +155,12 @@ class RunConfig:
     insecure: bool = False  # https without certificate checks
     # Connections opened before t0 (GET {base_url}/health each), at most the pool size.
     warm_connections: int = 0
+    sessions: list[Session] | None = None
+    history: str = "dataset"
+    session_header: str | None = None
+    max_concurrent_sessions: int | None = None
+    cache_salt: str | None = None
+    session_id_as_cache_salt: bool = False
 
     def to_json(self) -> str:
         b = self.body
@@ -124,6 +188,12 @@ class RunConfig:
             "max_duration_s": self.max_duration_s,
             "insecure": self.insecure,
             "warm_connections": int(self.warm_connections),
+            "sessions": None if self.sessions is None else [s.to_dict() for s in self.sessions],
+            "history": self.history,
+            "session_header": self.session_header,
+            "max_concurrent_sessions": self.max_concurrent_sessions,
+            "cache_salt": self.cache_salt,
+            "session_id_as_cache_salt": bool(self.session_id_as_cache_salt),
         }
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":"))
@@ -175,17 +245,36 @@ class _ProgressLine:
         print(prefix + self.render(p), file=self.out, flush=True)
 
 
-def run(config: RunConfig, progress: bool = False, *, out: TextIO | None = None) -> RunRecords:
-    """Run ``config`` to its end (or Ctrl-C) and return everything measured."""
+def run(
+    config: RunConfig,
+    progress: bool = False,
+    *,
+    out: TextIO | None = None,
+    monitor: Callable[[dict[str, Any]], str | None] | None = None,
+) -> RunRecords:
+    """Run ``config`` to its end (or Ctrl-C) and return everything measured.
+
+    ``monitor`` sees each progress snapshot; when it returns a reason, dispatch stops, the
+    requests in flight are aborted and the reason is kept in ``records.extra["stopped_early"]``
+    (``--stop-over-saturated``)."""
     handle = _core.start_run(config.to_json())
     bar = _ProgressLine(out or sys.stderr) if progress else None
     interrupts = 0
     raw = None
+    stopped: str | None = None
     while raw is None:
         try:
             raw = handle.wait(POLL_S)
-            if bar is not None and raw is None:
-                bar.update(handle.poll())
+            if raw is None and (bar is not None or (monitor is not None and stopped is None)):
+                snapshot = handle.poll()
+                if monitor is not None and stopped is None:
+                    stopped = monitor(snapshot)
+                    if stopped is not None:
+                        handle.cancel(abort_in_flight=True)
+                        if bar is not None:
+                            bar.note = "stopped early: over-saturated"
+                if bar is not None:
+                    bar.update(snapshot)
         except KeyboardInterrupt:
             interrupts += 1
             abort = interrupts >= 2
@@ -198,4 +287,7 @@ def run(config: RunConfig, progress: bool = False, *, out: TextIO | None = None)
                 )
     if bar is not None:
         bar.close(handle.poll())
-    return to_records(raw)
+    records = to_records(raw)
+    if stopped is not None:
+        records.extra["stopped_early"] = stopped
+    return records

@@ -99,3 +99,29 @@ def print_summary(
     dialect: Any, metrics: BenchmarkMetrics, info: RunInfo, file: TextIO | None = None
 ) -> None:
     print(format_summary(dialect, metrics, info), file=file or sys.stdout)
+
+
+def format_validity(validity: Any) -> list[str]:
+    """The run's validity verdict (``sonic.metrics.validity``) and the steady-state window,
+    after the summary: one line per reason, then the window's figures."""
+    f = validity.figures
+    out = [section(" Run validity "), integer("Verdict:", validity.verdict.upper())]
+    out += [f"[{r.severity}] {r.code}: {r.message}" for r in validity.reasons]
+    if f.offered_rate is not None and f.achieved_rate is not None:
+        out.append(flt("Offered rate in window (req/s):", f.window_offered_rate))
+        out.append(flt("Achieved rate in window (req/s):", f.achieved_rate))
+    if f.client_lag_p99_ms is not None:
+        out.append(flt(f"Client lag P99 vs {f.client_lag_kind} (ms):", f.client_lag_p99_ms))
+    s = validity.steady_state
+    if s.detected:
+        out.append(integer("Steady-state window (s):", f"{s.start_s:.2f}-{s.end_s:.2f} ({s.mode})"))
+        out.append(integer("Requests sent in window:", s.requests))
+    else:
+        out.append(integer("Steady-state window:", "none"))
+    out.append(integer("Warm-up requests (untimed):", f.warmup_requests))
+    out.append("=" * WIDTH)
+    return out
+
+
+def print_validity(validity: Any, file: TextIO | None = None) -> None:
+    print("\n".join(format_validity(validity)), file=file or sys.stdout)

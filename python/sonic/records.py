@@ -39,11 +39,28 @@ class RunRecords:
     chunk_text_offsets: np.ndarray
     text: bytes
     extra: dict[str, Any] = field(default_factory=dict)
+    # Session of each record and turn within it (one record per turn, session-major); a
+    # plain request is a one-turn session: session_index = its index, turn_index = 0.
+    # None when built: filled in as that plain-request layout.
+    session_index: np.ndarray | None = None
+    turn_index: np.ndarray | None = None
+    # Prompt tokens the engine served from its prefix cache (usage
+    # prompt_tokens_details.cached_tokens); -1 where not reported. None when built: all -1.
+    cached_tokens: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = int(np.asarray(self.intended_ns).shape[0])
+        if self.session_index is None:
+            self.session_index = np.arange(n, dtype=np.int64)
+        if self.turn_index is None:
+            self.turn_index = np.zeros(n, dtype=np.int64)
+        if self.cached_tokens is None:
+            self.cached_tokens = np.full(n, -1, dtype=np.int64)
 
     @classmethod
     def from_core(cls, raw: dict[str, Any]) -> RunRecords:
         names = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        return cls(**{k: raw[k] for k in names})
+        return cls(**{k: raw[k] for k in names if k in raw})
 
     @property
     def n(self) -> int:

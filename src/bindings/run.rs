@@ -27,6 +27,8 @@ fn records_dict<'py>(py: Python<'py>, r: &Records) -> PyResult<Bound<'py, PyDict
     d.set_item("cancelled", r.cancelled)?;
     d.set_item("deadline_reached", r.deadline_reached)?;
     d.set_item("intended_ns", PyArray1::from_slice(py, &r.intended_ns))?;
+    d.set_item("session_index", PyArray1::from_slice(py, &r.session_index))?;
+    d.set_item("turn_index", PyArray1::from_slice(py, &r.turn_index))?;
     d.set_item("dispatched_ns", PyArray1::from_slice(py, &r.dispatched_ns))?;
     d.set_item("sent_ns", PyArray1::from_slice(py, &r.sent_ns))?;
     d.set_item("end_ns", PyArray1::from_slice(py, &r.end_ns))?;
@@ -36,6 +38,7 @@ fn records_dict<'py>(py: Python<'py>, r: &Records) -> PyResult<Bound<'py, PyDict
         "completion_tokens",
         PyArray1::from_slice(py, &r.completion_tokens),
     )?;
+    d.set_item("cached_tokens", PyArray1::from_slice(py, &r.cached_tokens))?;
     d.set_item("error", r.error.clone())?;
     d.set_item("finish_reason", r.finish_reason.clone())?;
     d.set_item("chunk_offsets", PyArray1::from_slice(py, &r.chunk_offsets))?;

@@ -3,6 +3,8 @@
 //! Precedence: Python's merged `fields` win over the managed fields (model, prompt, stream,
 //! max tokens), as `--extra-body` overrides managed fields in vLLM; a dotted max-tokens field
 //! is merged into an existing nested object (TGI `parameters`). `extra_body` is applied last.
+//! `cache_salt` (vLLM's and MAX's per-request prefix-cache namespace) is a managed field of
+//! chat and completions bodies; config validation refuses it for the other APIs.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -28,8 +30,14 @@ fn insert_dotted(obj: &mut Map<String, Value>, path: &str, value: Value) {
     }
 }
 
-/// The JSON body of one request.
-pub fn build_body(api: ApiKind, model: &str, opts: &BodyOptions, req: &RequestSpec) -> Value {
+/// The JSON body of one request; `salt`: its `cache_salt` field, if any.
+pub fn build_body(
+    api: ApiKind,
+    model: &str,
+    opts: &BodyOptions,
+    req: &RequestSpec,
+    salt: Option<&str>,
+) -> Value {
     let mut b = opts.fields.clone();
     let mut managed = |k: &str, v: Value| {
         b.entry(k.to_string()).or_insert(v);
@@ -53,6 +61,9 @@ pub fn build_body(api: ApiKind, model: &str, opts: &BodyOptions, req: &RequestSp
             if let Some(ie) = opts.ignore_eos {
                 managed("ignore_eos", Value::Bool(ie));
             }
+            if let Some(salt) = salt {
+                managed("cache_salt", Value::from(salt));
+            }
         }
         ApiKind::Tgi => managed("inputs", prompt()),
         ApiKind::Trtllm => {
@@ -73,9 +84,15 @@ pub fn build_body(api: ApiKind, model: &str, opts: &BodyOptions, req: &RequestSp
 }
 
 /// Serialised body bytes (cheap to clone per send).
-pub fn body_bytes(api: ApiKind, model: &str, opts: &BodyOptions, req: &RequestSpec) -> Bytes {
+pub fn body_bytes(
+    api: ApiKind,
+    model: &str,
+    opts: &BodyOptions,
+    req: &RequestSpec,
+    salt: Option<&str>,
+) -> Bytes {
     // Serialising a `Value` cannot fail (string keys, no non-finite floats from JSON input).
-    Bytes::from(serde_json::to_vec(&build_body(api, model, opts, req)).unwrap_or_default())
+    Bytes::from(serde_json::to_vec(&build_body(api, model, opts, req, salt)).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -108,14 +125,20 @@ mod tests {
             json!({"temperature": 0.0, "ignore_eos": true}),
         );
         o.include_usage = true;
-        let b = build_body(ApiKind::Completions, "m", &o, &req(Some("hi"), Some(8)));
+        let b = build_body(
+            ApiKind::Completions,
+            "m",
+            &o,
+            &req(Some("hi"), Some(8)),
+            None,
+        );
         assert_eq!(
             b,
             json!({"model": "m", "prompt": "hi", "max_tokens": 8, "stream": true,
                    "temperature": 0.0, "ignore_eos": true,
                    "stream_options": {"include_usage": true}})
         );
-        let b = build_body(ApiKind::Completions, "m", &o, &req(Some("hi"), None));
+        let b = build_body(ApiKind::Completions, "m", &o, &req(Some("hi"), None), None);
         assert!(b.get("max_tokens").is_none());
     }
 
@@ -124,13 +147,13 @@ mod tests {
         let o = opts("max_completion_tokens", json!({"max_completion_tokens": 3}));
         let mut r = req(None, Some(8));
         r.messages = Some(vec![json!({"role": "user", "content": "x"})]);
-        let b = build_body(ApiKind::Chat, "m", &o, &r);
+        let b = build_body(ApiKind::Chat, "m", &o, &r, None);
         assert_eq!(b["messages"], json!([{"role": "user", "content": "x"}]));
         assert_eq!(
             b["max_completion_tokens"], 3,
             "fields win over managed fields"
         );
-        let b = build_body(ApiKind::Chat, "", &o, &req(Some("p"), None));
+        let b = build_body(ApiKind::Chat, "", &o, &req(Some("p"), None), None);
         assert_eq!(b["messages"][0]["content"], "p");
         assert!(b.get("model").is_none());
     }
@@ -141,7 +164,7 @@ mod tests {
             "parameters.max_new_tokens",
             json!({"parameters": {"do_sample": true, "temperature": 0.01}}),
         );
-        let b = build_body(ApiKind::Tgi, "m", &o, &req(Some("p"), Some(5)));
+        let b = build_body(ApiKind::Tgi, "m", &o, &req(Some("p"), Some(5)), None);
         assert_eq!(
             b,
             json!({"inputs": "p", "parameters":
@@ -153,12 +176,33 @@ mod tests {
     fn trtllm_and_extra_body() {
         let mut o = opts("max_tokens", json!({"accumulate_tokens": true}));
         o.extra_body.insert("stream".into(), json!(false));
-        let b = build_body(ApiKind::Trtllm, "m", &o, &req(Some("p"), Some(2)));
+        let b = build_body(ApiKind::Trtllm, "m", &o, &req(Some("p"), Some(2)), None);
         assert_eq!(
             b,
             json!({"text_input": "p", "max_tokens": 2, "stream": false,
                    "accumulate_tokens": true})
         );
-        assert!(!body_bytes(ApiKind::Trtllm, "m", &o, &req(Some("p"), None)).is_empty());
+        assert!(!body_bytes(ApiKind::Trtllm, "m", &o, &req(Some("p"), None), None).is_empty());
+    }
+
+    #[test]
+    fn cache_salt_is_managed() {
+        let o = opts("max_tokens", json!({}));
+        let b = build_body(ApiKind::Chat, "m", &o, &req(Some("p"), None), Some("s1"));
+        assert_eq!(b["cache_salt"], "s1");
+        let o = opts("max_tokens", json!({"cache_salt": "mine"}));
+        let b = build_body(
+            ApiKind::Completions,
+            "m",
+            &o,
+            &req(Some("p"), None),
+            Some("s1"),
+        );
+        assert_eq!(b["cache_salt"], "mine", "fields win over managed fields");
+        let b = build_body(ApiKind::Completions, "m", &o, &req(Some("p"), None), None);
+        assert_eq!(b["cache_salt"], "mine");
+        let o = opts("max_tokens", json!({}));
+        let b = build_body(ApiKind::Completions, "m", &o, &req(Some("p"), None), None);
+        assert!(b.get("cache_salt").is_none());
     }
 }

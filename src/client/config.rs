@@ -34,6 +34,55 @@ pub struct BodyOptions {
     pub extra_body: Map<String, Value>,
 }
 
+/// Where the assistant turns of a session's history come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum History {
+    /// The dataset's reference answers: byte-identical prompts for every engine.
+    #[default]
+    Dataset,
+    /// The text this engine returned for the earlier turns.
+    Live,
+}
+
+/// One turn of a session: the user's text and the dataset's reply to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSpec {
+    pub content: String,
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// The dataset's assistant reply (history in `History::Dataset`).
+    #[serde(default)]
+    pub reference_answer: String,
+    /// Wait after the previous turn ended before this one is due (unused for turn 0).
+    #[serde(default)]
+    pub think_s: f64,
+}
+
+/// A conversation: turns sent one after another, each carrying the history before it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    pub turns: Vec<TurnSpec>,
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Stable id (session header value, cache salt); empty = the session's index.
+    #[serde(default)]
+    pub session_id: String,
+}
+
+impl SessionSpec {
+    /// The id sent for session `index`: its own, else the index in decimal.
+    pub fn id(&self, index: usize) -> String {
+        if self.session_id.is_empty() {
+            index.to_string()
+        } else {
+            self.session_id.clone()
+        }
+    }
+}
+
 /// One request of the workload.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +111,26 @@ pub struct RunConfig {
     #[serde(default)]
     pub timeout_s: Option<f64>,
     pub body: BodyOptions,
+    /// Independent requests; empty when the workload is `sessions`.
+    #[serde(default)]
     pub requests: Vec<RequestSpec>,
+    /// Multi-turn sessions (exclusive with `requests`); see `client::session`.
+    #[serde(default)]
+    pub sessions: Option<Vec<SessionSpec>>,
+    #[serde(default)]
+    pub history: History,
+    /// Header carrying each session's id (e.g. `X-Session-ID`).
+    #[serde(default)]
+    pub session_header: Option<String>,
+    /// Sessions active at once; a session waiting for a slot keeps its intended start.
+    #[serde(default)]
+    pub max_concurrent_sessions: Option<usize>,
+    /// Body field `cache_salt` of every request (chat/completions).
+    #[serde(default)]
+    pub cache_salt: Option<String>,
+    /// `cache_salt` = the session's id (prefixed `{cache_salt}:` when both are set).
+    #[serde(default)]
+    pub session_id_as_cache_salt: bool,
     pub schedule: ScheduleSpec,
     #[serde(default)]
     pub max_concurrency: Option<usize>,
@@ -172,6 +240,7 @@ impl RunConfig {
                 ));
             }
         }
+        self.validate_sessions()?;
         for (i, r) in self.requests.iter().enumerate() {
             let ok = match self.api {
                 ApiKind::Chat => r.prompt.is_some() || r.messages.is_some(),
@@ -191,6 +260,116 @@ impl RunConfig {
         }
         self.schedule.validate()?;
         Ok(())
+    }
+
+    /// Session fields: only with sessions, each value usable (header values, think times).
+    fn validate_sessions(&self) -> Result<(), ConfigError> {
+        if let Some(salt) = &self.cache_salt {
+            if salt.is_empty() {
+                return Err(field("cache_salt", "must not be empty (leave it unset)"));
+            }
+        }
+        if (self.cache_salt.is_some() || self.session_id_as_cache_salt)
+            && !matches!(self.api, ApiKind::Chat | ApiKind::Completions)
+        {
+            let name = if self.cache_salt.is_some() {
+                "cache_salt"
+            } else {
+                "session_id_as_cache_salt"
+            };
+            return Err(field(
+                name,
+                format!(
+                    "the {} API has no cache_salt field",
+                    format!("{:?}", self.api).to_lowercase()
+                ),
+            ));
+        }
+        let Some(sessions) = &self.sessions else {
+            let only = [
+                ("session_header", self.session_header.is_some()),
+                (
+                    "max_concurrent_sessions",
+                    self.max_concurrent_sessions.is_some(),
+                ),
+                ("session_id_as_cache_salt", self.session_id_as_cache_salt),
+                ("history", self.history == History::Live),
+            ];
+            if let Some((name, _)) = only.iter().find(|(_, set)| *set) {
+                return Err(field(*name, "applies only to a run of sessions"));
+            }
+            return Ok(());
+        };
+        if !self.requests.is_empty() {
+            return Err(field(
+                "sessions",
+                "give either requests or sessions, not both",
+            ));
+        }
+        if self.max_concurrent_sessions == Some(0) {
+            return Err(field("max_concurrent_sessions", "must be at least 1"));
+        }
+        if let Some(h) = &self.session_header {
+            if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(field(
+                    "session_header",
+                    format!("invalid header name {h:?}"),
+                ));
+            }
+        }
+        for (i, s) in sessions.iter().enumerate() {
+            if s.turns.is_empty() {
+                return Err(field(
+                    format!("sessions[{i}].turns"),
+                    "a session needs at least one turn",
+                ));
+            }
+            for (k, t) in s.turns.iter().enumerate() {
+                if !(t.think_s.is_finite() && t.think_s >= 0.0) {
+                    return Err(field(
+                        format!("sessions[{i}].turns[{k}].think_s"),
+                        format!("must be a finite number >= 0, got {}", t.think_s),
+                    ));
+                }
+            }
+            if self.session_header.is_some()
+                && reqwest::header::HeaderValue::from_str(&s.id(i)).is_err()
+            {
+                return Err(field(
+                    format!("sessions[{i}].session_id"),
+                    "not a valid header value (session_header is set)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of records the run produces: requests, or turns over all sessions.
+    pub fn total_requests(&self) -> usize {
+        match &self.sessions {
+            Some(s) => s.iter().map(|s| s.turns.len()).sum(),
+            None => self.requests.len(),
+        }
+    }
+
+    /// Arrivals the schedule draws: one per request, or one per session start.
+    pub fn arrival_count(&self) -> usize {
+        match &self.sessions {
+            Some(s) => s.len(),
+            None => self.requests.len(),
+        }
+    }
+
+    /// The `cache_salt` body value of a request of session `id` (None: not sent).
+    pub fn salt_for(&self, session_id: Option<&str>) -> Option<String> {
+        match (
+            session_id.filter(|_| self.session_id_as_cache_salt),
+            &self.cache_salt,
+        ) {
+            (Some(id), Some(salt)) => Some(format!("{salt}:{id}")),
+            (Some(id), None) => Some(id.to_string()),
+            (None, salt) => salt.clone(),
+        }
     }
 
     /// base_url + endpoint, without a doubled slash.
@@ -274,5 +453,120 @@ pub(crate) mod tests {
         v["headers"][0][1] = Value::from("sk-secret\n");
         let e = err_of(v);
         assert!(e.contains("headers[0]") && !e.contains("sk-secret"), "{e}");
+    }
+
+    fn sessions_json() -> Value {
+        let mut v = sample_json();
+        v["api"] = Value::from("chat");
+        v["endpoint"] = Value::from("/v1/chat/completions");
+        v["requests"] = serde_json::json!([]);
+        v["sessions"] = serde_json::json!([
+            {"turns": [{"content": "a", "max_tokens": 3},
+                       {"content": "b", "reference_answer": "x", "think_s": 0.5}],
+             "system": "s", "session_id": "sess-1"},
+            {"turns": [{"content": "c"}]}
+        ]);
+        v["history"] = Value::from("live");
+        v["session_header"] = Value::from("X-Session-ID");
+        v["max_concurrent_sessions"] = Value::from(2);
+        v["cache_salt"] = Value::from("run7");
+        v["session_id_as_cache_salt"] = Value::from(true);
+        v
+    }
+
+    #[test]
+    fn parses_sessions() {
+        let c = RunConfig::from_json(&sessions_json().to_string()).unwrap();
+        assert_eq!(c.history, History::Live);
+        assert_eq!((c.total_requests(), c.arrival_count()), (3, 2));
+        let s = c.sessions.as_ref().unwrap();
+        assert_eq!(s[0].turns[1].think_s, 0.5);
+        assert_eq!((s[0].id(0), s[1].id(1)), ("sess-1".into(), "1".into()));
+        assert_eq!(c.salt_for(Some("sess-1")).as_deref(), Some("run7:sess-1"));
+        assert_eq!(c.salt_for(None).as_deref(), Some("run7"));
+        let mut v = sessions_json();
+        v["cache_salt"] = Value::Null;
+        let c = RunConfig::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.salt_for(Some("sess-1")).as_deref(), Some("sess-1"));
+        v["session_id_as_cache_salt"] = Value::from(false);
+        let c = RunConfig::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.salt_for(Some("sess-1")), None);
+    }
+
+    #[test]
+    fn session_errors_name_the_field() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "/requests",
+                serde_json::json!([{"prompt": "p"}]),
+                "sessions: give either",
+            ),
+            ("/history", Value::from("replay"), "history"),
+            (
+                "/sessions/0/turns",
+                serde_json::json!([]),
+                "sessions[0].turns",
+            ),
+            (
+                "/sessions/0/turns/1/think_s",
+                Value::from(-1.0),
+                "sessions[0].turns[1].think_s",
+            ),
+            ("/sessions/0/turns/0/contnt", Value::from("x"), "contnt"),
+            (
+                "/session_header",
+                Value::from("bad header"),
+                "session_header",
+            ),
+            (
+                "/sessions/0/session_id",
+                Value::from("a\nb"),
+                "sessions[0].session_id",
+            ),
+            (
+                "/max_concurrent_sessions",
+                Value::from(0),
+                "max_concurrent_sessions",
+            ),
+            ("/cache_salt", Value::from(""), "cache_salt"),
+            (
+                "/schedule/arrivals_s",
+                serde_json::json!([1.0, 0.5]),
+                "arrivals_s[1]",
+            ),
+        ];
+        for (path, value, want) in cases {
+            let mut v = sessions_json();
+            let (parent, key) = path.rsplit_once('/').unwrap();
+            let target = if parent.is_empty() {
+                &mut v
+            } else {
+                v.pointer_mut(parent).unwrap()
+            };
+            match target {
+                Value::Array(a) => a[key.parse::<usize>().unwrap()] = value,
+                other => other[key] = value,
+            }
+            let e = err_of(v);
+            assert!(e.contains(want), "{path}: {e}");
+        }
+        // Session-only fields in a run of plain requests; cache_salt on an API without it.
+        for (key, value) in [
+            ("session_header", Value::from("X-Session-ID")),
+            ("max_concurrent_sessions", Value::from(1)),
+            ("history", Value::from("live")),
+        ] {
+            let mut v = sample_json();
+            v[key] = value;
+            let e = err_of(v);
+            assert!(
+                e.contains(key) && e.contains("only to a run of sessions"),
+                "{e}"
+            );
+        }
+        let mut v = sample_json();
+        v["api"] = Value::from("tgi");
+        v["cache_salt"] = Value::from("x");
+        assert!(err_of(v).contains("cache_salt: the tgi API has no cache_salt"));
     }
 }

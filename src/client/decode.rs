@@ -27,6 +27,9 @@ pub struct Event<'a> {
     pub text: Cow<'a, str>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// Prompt tokens the engine served from its prefix cache
+    /// (`usage.prompt_tokens_details.cached_tokens`, OpenAI's field).
+    pub cached_tokens: Option<i64>,
     pub finish_reason: Option<Cow<'a, str>>,
 }
 
@@ -37,6 +40,7 @@ impl<'a> Event<'a> {
             text: Cow::Borrowed(""),
             prompt_tokens: None,
             completion_tokens: None,
+            cached_tokens: None,
             finish_reason: None,
         }
     }
@@ -47,6 +51,7 @@ impl<'a> Event<'a> {
             text: Cow::Owned(self.text.into_owned()),
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
+            cached_tokens: self.cached_tokens,
             finish_reason: self.finish_reason.map(|f| Cow::Owned(f.into_owned())),
         }
     }
@@ -131,6 +136,14 @@ fn cow(s: Option<BStr<'_>>) -> Option<Cow<'_, str>> {
 struct Usage {
     prompt_tokens: Option<i64>,
     completion_tokens: Option<i64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +288,7 @@ pub fn decode_event(api: ApiKind, data: &[u8]) -> Result<Event<'_>, DecodeError>
             if let Some(u) = ev.usage {
                 out.prompt_tokens = u.prompt_tokens;
                 out.completion_tokens = u.completion_tokens;
+                out.cached_tokens = u.prompt_tokens_details.and_then(|d| d.cached_tokens);
             }
             Ok(out)
         }
@@ -354,6 +368,17 @@ mod tests {
         );
         assert_eq!(e.kind, KIND_NO_CHOICE);
         assert_eq!((e.prompt_tokens, e.completion_tokens), (Some(5), Some(7)));
+        assert_eq!(e.cached_tokens, None);
+        let e = ev(
+            ApiKind::Chat,
+            r#"{"choices":[],"usage":{"prompt_tokens":50,"completion_tokens":7,"prompt_tokens_details":{"cached_tokens":32}}}"#,
+        );
+        assert_eq!((e.prompt_tokens, e.cached_tokens), (Some(50), Some(32)));
+        let e = ev(
+            ApiKind::Chat,
+            r#"{"choices":[],"usage":{"prompt_tokens":50,"prompt_tokens_details":null}}"#,
+        );
+        assert_eq!(e.cached_tokens, None);
         assert_eq!(ev(ApiKind::Chat, " [DONE] ").kind, KIND_DONE);
         let e = ev(
             ApiKind::Completions,

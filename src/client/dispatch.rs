@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{mono_ns, sleep_until};
 use super::failure::{NOT_SENT_CANCELLED, NOT_SENT_DEADLINE};
-use super::request::{run_request, RequestCtx};
+use super::request::{run_request, Outgoing, RequestCtx};
 use super::state::{Abort, RunState};
 use crate::recorder::RequestRecord;
 
@@ -39,14 +39,14 @@ pub struct Dispatcher<'a> {
     pub deadline_abs_ns: Option<i64>,
 }
 
-enum Wait {
+pub(super) enum Wait {
     Go,
     Stop,
     Deadline,
 }
 
 impl Dispatcher<'_> {
-    fn past_deadline(&self, now: i64) -> bool {
+    pub(super) fn past_deadline(&self, now: i64) -> bool {
         self.deadline_abs_ns.is_some_and(|d| now >= d)
     }
 
@@ -71,7 +71,7 @@ impl Dispatcher<'_> {
     }
 
     /// A concurrency slot (`Ok(None)` when uncapped), or why we stopped waiting for one.
-    fn slot(&self) -> Result<Option<OwnedSemaphorePermit>, Wait> {
+    pub(super) fn slot(&self) -> Result<Option<OwnedSemaphorePermit>, Wait> {
         let Some(sem) = &self.semaphore else {
             return Ok(None);
         };
@@ -103,6 +103,64 @@ impl Dispatcher<'_> {
         }
     }
 
+    /// Send one request now (its slot, if any, is released when it ends).
+    pub(super) fn launch(
+        &self,
+        out: Outgoing,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> JoinHandle<RequestRecord> {
+        let rec = RequestRecord {
+            dispatched_ns: mono_ns() - self.ctx.t0_mono_ns,
+            ..RequestRecord::default()
+        };
+        self.state
+            .dispatched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ctx = self.ctx.clone();
+        let state = self.state.clone();
+        let abort = self.state.abort_rx();
+        self.rt.spawn(async move {
+            let rec = run_request(ctx, out, rec, abort).await;
+            drop(permit);
+            let counter = if rec.error.is_none() {
+                &state.completed
+            } else {
+                &state.failed
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state
+                .in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            rec
+        })
+    }
+
+    /// Why unsent requests were not sent (after the run's dispatching has ended).
+    pub(super) fn unsent_reason(&self) -> &'static str {
+        if self
+            .state
+            .deadline_reached
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            NOT_SENT_DEADLINE
+        } else {
+            NOT_SENT_CANCELLED
+        }
+    }
+
+    /// After dispatching stopped for `why`: a deadline aborts what is still in flight.
+    pub(super) fn stopped_by(&self, why: Option<Wait>) {
+        if matches!(why, Some(Wait::Deadline)) {
+            self.state
+                .deadline_reached
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.state.abort(Abort::Deadline);
+        }
+    }
+
     /// Dispatch every request on schedule; returns one record per request (joined).
     pub fn run(&self, intended_ns: &[i64], prepared: Prepared) -> Vec<RequestRecord> {
         let t0 = self.ctx.t0_mono_ns;
@@ -126,49 +184,15 @@ impl Dispatcher<'_> {
             let (Some(body), Some(id)) = (bodies.next(), ids.next()) else {
                 break;
             };
-            let rec = RequestRecord {
-                dispatched_ns: mono_ns() - t0,
-                ..RequestRecord::default()
+            let out = Outgoing {
+                body,
+                id,
+                session: None,
             };
-            self.state
-                .dispatched
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.state
-                .in_flight
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let ctx = self.ctx.clone();
-            let state = self.state.clone();
-            let abort = self.state.abort_rx();
-            handles.push(self.rt.spawn(async move {
-                let rec = run_request(ctx, body, id, rec, abort).await;
-                drop(permit);
-                let counter = if rec.error.is_none() {
-                    &state.completed
-                } else {
-                    &state.failed
-                };
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                state
-                    .in_flight
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                rec
-            }));
+            handles.push(self.launch(out, permit));
         }
-        if matches!(stopped_by, Some(Wait::Deadline)) {
-            self.state
-                .deadline_reached
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            self.state.abort(Abort::Deadline);
-        }
-        let unsent = if self
-            .state
-            .deadline_reached
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            NOT_SENT_DEADLINE
-        } else {
-            NOT_SENT_CANCELLED
-        };
+        self.stopped_by(stopped_by);
+        let unsent = self.unsent_reason();
         let mut recs: Vec<RequestRecord> = handles
             .into_iter()
             .map(|h| {

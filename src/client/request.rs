@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 
 use super::clock::mono_ns;
 use super::config::ApiKind;
@@ -30,6 +30,16 @@ pub struct RequestCtx {
     pub timeout: Duration,
     pub secrets: Vec<String>,
     pub t0_mono_ns: i64,
+    /// The header that carries a session's id (sessions only; e.g. `X-Session-ID`).
+    pub session_header: Option<HeaderName>,
+}
+
+/// What is sent for one request: its body, its `x-request-id` and, in a session with a
+/// session header, that session's id.
+pub struct Outgoing {
+    pub body: Bytes,
+    pub id: HeaderValue,
+    pub session: Option<HeaderValue>,
 }
 
 fn since_t0(ctx: &RequestCtx) -> i64 {
@@ -43,6 +53,9 @@ fn record_event(rec: &mut RequestRecord, ns: i64, ev: Event<'_>) {
     }
     if let Some(c) = ev.completion_tokens {
         rec.completion_tokens = c;
+    }
+    if let Some(c) = ev.cached_tokens {
+        rec.cached_tokens = c;
     }
     if let Some(f) = ev.finish_reason {
         rec.finish_reason = Some(f.into_owned());
@@ -90,28 +103,26 @@ fn closed_before_response(e: &reqwest::Error) -> bool {
 }
 
 /// Send and stream; the record keeps whatever arrived even when this returns an error.
-async fn stream(
-    ctx: &RequestCtx,
-    body: Bytes,
-    request_id: HeaderValue,
-    rec: &mut RequestRecord,
-) -> Result<(), Failure> {
+async fn stream(ctx: &RequestCtx, out: Outgoing, rec: &mut RequestRecord) -> Result<(), Failure> {
     rec.sent_ns = since_t0(ctx);
+    let Outgoing { body, id, session } = out;
+    let session = ctx.session_header.clone().zip(session);
     let send = |client: &reqwest::Client, body: Bytes, id: HeaderValue| {
-        client
-            .post(ctx.url.clone())
-            .header("x-request-id", id)
-            .body(body)
-            .send()
+        let req = client.post(ctx.url.clone()).header("x-request-id", id);
+        let req = match &session {
+            Some((name, value)) => req.header(name.clone(), value.clone()),
+            None => req,
+        };
+        req.body(body).send()
     };
-    let mut resp = match send(&ctx.client, body.clone(), request_id.clone()).await {
+    let mut resp = match send(&ctx.client, body.clone(), id.clone()).await {
         Ok(r) => r,
         // A pooled keep-alive connection that the server closed as we reused it (servers cap
         // requests per connection and close idle ones; llama.cpp's httplib does both): no
         // response was started, so send once more, on a new connection: another pooled one
         // may have been closed at the same moment. `sent_ns` stays the first attempt, so the
         // retry's cost is counted in the latency, never hidden.
-        Err(e) if closed_before_response(&e) => send(&ctx.fresh, body, request_id)
+        Err(e) if closed_before_response(&e) => send(&ctx.fresh, body, id)
             .await
             .map_err(Failure::from_send)?,
         Err(e) => return Err(Failure::from_send(e)),
@@ -188,8 +199,7 @@ async fn stream(
 /// Run one request to its end, timeout or abort, and return its record.
 pub async fn run_request(
     ctx: Arc<RequestCtx>,
-    body: Bytes,
-    request_id: HeaderValue,
+    out: Outgoing,
     mut rec: RequestRecord,
     mut abort: tokio::sync::watch::Receiver<Abort>,
 ) -> RequestRecord {
@@ -199,7 +209,7 @@ pub async fn run_request(
             let why = a.map(|a| *a).unwrap_or(Abort::Cancel);
             Err(if why == Abort::Deadline { Failure::DeadlineAborted } else { Failure::Cancelled })
         }
-        r = tokio::time::timeout(ctx.timeout, stream(&ctx, body, request_id, &mut rec)) => {
+        r = tokio::time::timeout(ctx.timeout, stream(&ctx, out, &mut rec)) => {
             r.unwrap_or_else(|_| Err(Failure::Timeout(ctx.timeout.as_secs_f64())))
         }
     };

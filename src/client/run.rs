@@ -14,6 +14,7 @@ use super::config::{ConfigError, RunConfig};
 use super::dispatch::{Dispatcher, Prepared};
 use super::failure::secrets_of;
 use super::request::RequestCtx;
+use super::session::{run_sessions, BodyMaker, SessionPlan};
 use super::state::{Abort, Progress, RunState};
 use super::warm::open_connections;
 use crate::recorder::Records;
@@ -112,26 +113,98 @@ fn build_client(cfg: &RunConfig, idle: usize) -> Result<reqwest::Client, RunErro
         .map_err(|e| RunError::Start(e.without_url().to_string()))
 }
 
-/// Validate `json`, prepare every body, and start dispatching on a background thread.
-pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
-    let cfg = RunConfig::from_json(json)?;
-    let n = cfg.requests.len();
-    let intended = cfg.schedule.arrivals_ns(n).map_err(ConfigError::from)?;
-    let bodies = cfg
-        .requests
-        .iter()
-        .map(|r| body_bytes(cfg.api, &cfg.model, &cfg.body, r))
-        .collect();
-    let ids = (0..n)
+/// What the dispatcher sends: independent requests, or sessions.
+enum Workload {
+    Requests {
+        intended: Vec<i64>,
+        prepared: Prepared,
+    },
+    Sessions(Box<SessionPlan>),
+}
+
+fn request_ids(prefix: &str, n: usize) -> Result<Vec<HeaderValue>, ConfigError> {
+    (0..n)
         .map(|i| {
-            HeaderValue::from_str(&format!("{}{i}", cfg.request_id_prefix)).map_err(|_| {
-                ConfigError::Field {
-                    field: "request_id_prefix".into(),
-                    why: "not a valid header value".into(),
-                }
+            HeaderValue::from_str(&format!("{prefix}{i}")).map_err(|_| ConfigError::Field {
+                field: "request_id_prefix".into(),
+                why: "not a valid header value".into(),
             })
         })
+        .collect()
+}
+
+/// Every body, id and arrival prepared before t0 (only later session turns are built after).
+fn prepare(cfg: &mut RunConfig) -> Result<Workload, ConfigError> {
+    let intended = cfg.schedule.arrivals_ns(cfg.arrival_count())?;
+    let ids = request_ids(&cfg.request_id_prefix, cfg.total_requests())?;
+    let Some(sessions) = cfg.sessions.take() else {
+        let salt = cfg.salt_for(None);
+        let bodies = cfg
+            .requests
+            .iter()
+            .map(|r| body_bytes(cfg.api, &cfg.model, &cfg.body, r, salt.as_deref()))
+            .collect();
+        return Ok(Workload::Requests {
+            intended,
+            prepared: Prepared { bodies, ids },
+        });
+    };
+    let maker = BodyMaker {
+        api: cfg.api,
+        model: cfg.model.clone(),
+        opts: cfg.body.clone(),
+    };
+    let salts: Vec<Option<String>> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| cfg.salt_for(Some(&s.id(i))))
+        .collect();
+    let header_values = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match &cfg.session_header {
+            // Validated in RunConfig::validate; the error never shows the value.
+            Some(_) => HeaderValue::from_str(&s.id(i))
+                .map(Some)
+                .map_err(|_| ConfigError::Field {
+                    field: format!("sessions[{i}].session_id"),
+                    why: "not a valid header value".into(),
+                }),
+            None => Ok(None),
+        })
         .collect::<Result<Vec<_>, _>>()?;
+    let first_bodies = sessions
+        .iter()
+        .zip(&salts)
+        .map(|(s, salt)| maker.turn(s, 0, &[], salt.as_deref()))
+        .collect();
+    Ok(Workload::Sessions(Box::new(SessionPlan {
+        sessions,
+        history: cfg.history,
+        maker,
+        starts_ns: intended,
+        first_bodies,
+        ids,
+        header_values,
+        salts,
+        max_sessions: cfg.max_concurrent_sessions,
+    })))
+}
+
+/// Validate `json`, prepare every body, and start dispatching on a background thread.
+pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
+    let mut cfg = RunConfig::from_json(json)?;
+    let n = cfg.total_requests();
+    let session_header = match &cfg.session_header {
+        Some(h) => Some(
+            HeaderName::from_bytes(h.as_bytes()).map_err(|_| ConfigError::Field {
+                field: "session_header".into(),
+                why: "invalid header name".into(),
+            })?,
+        ),
+        None => None,
+    };
+    let workload = prepare(&mut cfg)?;
     let url = reqwest::Url::parse(&cfg.url_string()).map_err(|e| ConfigError::Field {
         field: "base_url".into(),
         why: e.to_string(),
@@ -146,7 +219,12 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
         .enable_all()
         .build()
         .map_err(|e| RunError::Start(e.to_string()))?;
-    let pool = cfg.max_concurrency.unwrap_or(n);
+    // Sessions: at most one request in flight per session.
+    let pool = match (cfg.max_concurrency, cfg.max_concurrent_sessions) {
+        (Some(c), _) => c,
+        (None, Some(s)) => s.min(n),
+        (None, None) => n,
+    };
     let (client, fresh) = {
         let _guard = rt.enter();
         (build_client(&cfg, pool.max(1))?, build_client(&cfg, 0)?)
@@ -182,6 +260,7 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
                 timeout,
                 secrets,
                 t0_mono_ns: t0,
+                session_header,
             });
             let deadline_abs_ns = max_duration.map(|d| t0 + (d * 1e9) as i64);
             if let Some(d) = max_duration {
@@ -201,10 +280,15 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
                 semaphore: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
                 deadline_abs_ns,
             };
-            let recs = dispatcher.run(&intended, Prepared { bodies, ids });
+            let mut records = match workload {
+                Workload::Requests { intended, prepared } => {
+                    let recs = dispatcher.run(&intended, prepared);
+                    Records::assemble(intended, recs)
+                }
+                Workload::Sessions(plan) => run_sessions(&dispatcher, *plan),
+            };
             drop(dispatcher);
             rt.shutdown_background();
-            let mut records = Records::assemble(intended, recs);
             records.t0_unix_ns = t0_unix;
             records.t0_mono_ns = t0;
             records.cancelled = state.cancelled.load(Relaxed);

@@ -1,6 +1,7 @@
 //! Load benchmarks of the client against an in-process raw-TCP SSE server (run on demand:
 //! `cargo test --release -- --ignored --nocapture client::tests`). Client CPU is read from the
 //! client's own threads (`sonic-client`, `sonic-dispatch`) so the server's CPU is excluded.
+//! One ordinary test runs sessions end to end against the same server.
 
 use std::time::Duration;
 
@@ -180,4 +181,43 @@ fn bench_dispatch_lag() {
             pct(sent, 1.0) / 1e6,
         );
     }
+}
+
+#[test]
+fn sessions_end_to_end() {
+    let (port, _srv) = serve(3, Duration::from_millis(2));
+    let turn = |think: f64| serde_json::json!({"content": "q", "max_tokens": 3, "think_s": think});
+    let session = serde_json::json!({"turns": [turn(0.0), turn(0.05), turn(0.02)]});
+    let cfg = serde_json::json!({
+        "base_url": format!("http://127.0.0.1:{port}"), "endpoint": "/v1/completions",
+        "api": "completions", "request_id_prefix": "s-", "timeout_s": 30.0,
+        "body": {"max_tokens_field": "max_tokens"},
+        "sessions": [session.clone(), session],
+        "schedule": {"request_rate": null, "burstiness": null, "convention": "sequential",
+                     "seed": 0, "arrivals_s": [0.0, 0.01]},
+        "max_concurrent_sessions": 1
+    })
+    .to_string();
+    let r = start_run(&cfg).expect("start").wait(None).expect("records");
+    assert!(r.error.iter().all(Option::is_none), "{:?}", r.error);
+    assert_eq!(r.session_index, vec![0, 0, 0, 1, 1, 1]);
+    assert_eq!(r.turn_index, vec![0, 1, 2, 0, 1, 2]);
+    assert_eq!(r.intended_ns[0], 0);
+    assert_eq!(
+        r.intended_ns[3], 10_000_000,
+        "session start keeps its scheduled time"
+    );
+    for (f, think) in [
+        (1, 50_000_000),
+        (2, 20_000_000),
+        (4, 50_000_000),
+        (5, 20_000_000),
+    ] {
+        assert_eq!(r.intended_ns[f], r.end_ns[f - 1] + think);
+        assert!(r.sent_ns[f] >= r.intended_ns[f]);
+    }
+    // One session at a time: the second starts after the first one's last turn ended.
+    assert!(r.sent_ns[3] >= r.end_ns[2]);
+    // Each turn's reply is the server's three chunks.
+    assert_eq!(r.chunk_offsets.len(), 7);
 }

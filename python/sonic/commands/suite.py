@@ -11,6 +11,17 @@ prompts for every engine), after validating that the comparison is fair. Results
 OUTPUT_DIR/<timestamp>-<suite>/ (manifest.json, validation.json, runs/, logs/, report).
 """
 
+RUN_EPILOG = (
+    USAGE_EPILOG
+    + """
+Ctrl-C or SIGTERM at any point stops the engine server, keeps every finished run and exits
+130 with the --resume command to continue; a run cut short is run again by the resume. Each
+server runs in its own process group and is recorded (in $XDG_RUNTIME_DIR/sonic-bench/servers,
+else the sonic cache directory) until it is stopped: a suite that finds a record whose suite
+died (kill -9) stops that server's group first and says so.
+"""
+)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -32,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="validate, then run every engine x scenario",
         description="Validate SUITE.toml, then run every engine x scenario x rate x repeat.",
-        epilog=USAGE_EPILOG,
+        epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )

@@ -186,7 +186,9 @@ FLAGS: tuple[Flag, ...] = (
         "--dataset-name",
         "dataset",
         "both",
-        "sharegpt, sonnet, random, code_debug, custom (JSONL prompt/output_tokens) or hf",
+        "sharegpt, sonnet, random, code_debug, custom (JSONL prompt/output_tokens), hf, "
+        "prefix_repetition, sessions (JSONL message lists), trace (Mooncake JSONL) or "
+        "timed_trace (vLLM)",
         metavar="NAME",
     ),
     _impl("--dataset-path", "dataset", "both", "local file, or HF id for hf", metavar="PATH"),
@@ -300,6 +302,171 @@ FLAGS: tuple[Flag, ...] = (
         "never chat-template prompts (sonnet)",
         "bool",
     ),
+    # --- multi-turn sessions and trace replay (sonic.workloads) ----------------------------
+    _impl(
+        "--num-chat-sessions",
+        "dataset",
+        "max",
+        "multi-turn: N sessions; sharegpt sends whole conversations, random MAX's synthetic "
+        "chats (--random-num-turns, --random-*-ratio)",
+        metavar="N",
+    ),
+    _impl(
+        "--random-num-turns",
+        "dataset",
+        "max",
+        "turns per synthetic session: a number or N(m,s), U(a,b), DU(a,b), G(k,t), LN(m,s)",
+        metavar="DIST",
+        default="1",
+    ),
+    _impl(
+        "--delay-between-chat-turns",
+        "dataset",
+        "max",
+        "think time in ms between a turn's end and the next turn (number or distribution)",
+        metavar="MS|DIST",
+    ),
+    _impl(
+        "--random-first-turn-ratio",
+        "dataset",
+        "max",
+        "first synthetic turn's input length as a share of --random-input-len",
+        metavar="R",
+        default="1.0",
+    ),
+    _impl(
+        "--random-sys-prompt-ratio",
+        "dataset",
+        "max",
+        "share of the first synthetic turn that is a shared prefix (a 'system prompt')",
+        metavar="R",
+        default="0.0",
+    ),
+    _impl(
+        "--random-max-num-unique-sys-prompt",
+        "dataset",
+        "max",
+        "how many distinct shared prefixes synthetic sessions pick from",
+        metavar="N",
+        default="1",
+    ),
+    _impl(
+        "--ignore-first-turn-stats",
+        "dataset",
+        "max",
+        "leave every session's first turn out of the statistics",
+        "bool",
+    ),
+    _impl(
+        "--max-concurrent-conversations",
+        "traffic",
+        "max",
+        "cap on sessions active at once (--max-concurrency still caps requests in flight)",
+        metavar="N",
+    ),
+    _impl(
+        "--prefix-repetition-prefix-len",
+        "dataset",
+        "vllm",
+        "prefix_repetition: tokens of each shared prefix",
+        metavar="N",
+        default="256",
+    ),
+    _impl(
+        "--prefix-repetition-suffix-len",
+        "dataset",
+        "vllm",
+        "prefix_repetition: tokens after the prefix, distinct per request",
+        metavar="N",
+        default="256",
+    ),
+    _impl(
+        "--prefix-repetition-num-prefixes",
+        "dataset",
+        "vllm",
+        "prefix_repetition: distinct prefixes (num-prompts // this requests each)",
+        metavar="N",
+        default="10",
+    ),
+    _impl(
+        "--prefix-repetition-output-len",
+        "dataset",
+        "vllm",
+        "prefix_repetition: output length",
+        metavar="N",
+        default="128",
+    ),
+    _impl(
+        "--trace-block-size",
+        "dataset",
+        "sonic",
+        "trace: prompt tokens per hash id (Mooncake: 512)",
+        metavar="N",
+        default="512",
+    ),
+    _impl(
+        "--trace-speedup",
+        "dataset",
+        "sonic",
+        "trace: replay the recorded times this many times faster",
+        metavar="X",
+        default="1.0",
+    ),
+    _impl(
+        "--timed-trace-chunk-hash-size",
+        "dataset",
+        "vllm",
+        "timed_trace: prompt tokens per hash id",
+        metavar="N",
+        default="16",
+    ),
+    _impl(
+        "--timed-trace-sec-multiplier",
+        "dataset",
+        "vllm",
+        "timed_trace: seconds per timestamp unit (0.001 for ms)",
+        metavar="X",
+        default="1",
+    ),
+    _impl(
+        "--timed-trace-label-timestamp",
+        "dataset",
+        "vllm",
+        "timed_trace: field of the timestamp",
+        metavar="KEY",
+        default="timestamp",
+    ),
+    _impl(
+        "--timed-trace-label-input-length",
+        "dataset",
+        "vllm",
+        "timed_trace: field of the prompt length",
+        metavar="KEY",
+        default="input_length",
+    ),
+    _impl(
+        "--timed-trace-label-output-length",
+        "dataset",
+        "vllm",
+        "timed_trace: field of the output length",
+        metavar="KEY",
+        default="output_length",
+    ),
+    _impl(
+        "--timed-trace-label-hash-ids",
+        "dataset",
+        "vllm",
+        "timed_trace: field of the block hash ids",
+        metavar="KEY",
+        default="hash_ids",
+    ),
+    _impl(
+        "--self-timed",
+        "traffic",
+        "vllm",
+        "timed_trace: send each record at its timestamp instead of by --request-rate",
+        "bool",
+    ),
     # --- traffic ---------------------------------------------------------------------------
     _impl(
         "--request-rate",
@@ -342,6 +509,52 @@ FLAGS: tuple[Flag, ...] = (
         "stop dispatching after this many seconds",
         metavar="S",
     ),
+    _impl(
+        "--stop-over-saturated",
+        "traffic",
+        "sonic",
+        "stop the run early (dispatch stopped, requests in flight aborted) once the backlog of "
+        "requests due but unfinished has kept growing for 5 s, as GuideLLM can: the engine "
+        "cannot keep up with the rate, and a longer run only measures its length; the result "
+        "says so (sonic.validity, over_saturated) and the exit code is 1",
+        "bool",
+    ),
+    # --- sessions (multi-turn workloads) -----------------------------------------------------
+    _impl(
+        "--history",
+        "traffic",
+        "sonic",
+        "what earlier turns of a session carry: dataset (default: the dataset's own answers, "
+        "byte-identical for every engine) or live (the text this engine returned; recorded in "
+        "the result, and a comparison checks every engine used the same mode)",
+        metavar="{dataset,live}",
+        default="dataset",
+    ),
+    _impl(
+        "--session-header",
+        "traffic",
+        "sonic",
+        "header that carries each session's id (MAX's X-Session-ID); none: not sent",
+        metavar="NAME",
+        default="X-Session-ID",
+    ),
+    _impl(
+        "--cache-salt",
+        "traffic",
+        "sonic",
+        "cache_salt body field of session requests (vLLM, MAX): auto (default) draws one per "
+        "run so repeated runs start with a cold prefix cache; none: not sent; else the value",
+        metavar="SALT",
+        default="auto",
+    ),
+    _impl(
+        "--use-session-id-as-cache-salt",
+        "traffic",
+        "max",
+        "salt each session's requests with its session id (with --cache-salt: SALT:ID), so "
+        "sessions never share prefix-cache blocks",
+        "bool",
+    ),
     # --- warm-up and readiness -------------------------------------------------------------
     _impl(
         "--flush-prefix-cache",
@@ -350,6 +563,15 @@ FLAGS: tuple[Flag, ...] = (
         "POST the engine's prefix-cache reset just before the measured run (/reset_prefix_cache; "
         "SGLang /flush_cache), so no earlier run's cache hits are measured; vLLM serves it only "
         "with VLLM_SERVER_DEV_MODE=1",
+        "bool",
+    ),
+    _impl(
+        "--self-calibrate",
+        "prerun",
+        "sonic",
+        "before the run, time a few streams from the embedded exact-mode sim at the run's "
+        "concurrency and record the client's own timing error on this host in the result "
+        "(sonic.client_accuracy; about 0.2 s); on by default, --no-self-calibrate skips it",
         "bool",
     ),
     _impl(
@@ -617,13 +839,6 @@ FLAGS: tuple[Flag, ...] = (
     _acc("--speed-bench-dataset-subset", "vllm", _UNUSED_DATASET),
     _acc("--speed-bench-output-len", "vllm", _UNUSED_DATASET),
     _acc("--speed-bench-category", "vllm", _UNUSED_DATASET),
-    _acc("--timed-trace-chunk-hash-size", "vllm", _UNUSED_DATASET),
-    _acc("--timed-trace-sec-multiplier", "vllm", _UNUSED_DATASET),
-    _acc("--timed-trace-label-timestamp", "vllm", _UNUSED_DATASET),
-    _acc("--timed-trace-label-input-length", "vllm", _UNUSED_DATASET),
-    _acc("--timed-trace-label-output-length", "vllm", _UNUSED_DATASET),
-    _acc("--timed-trace-label-hash-ids", "vllm", _UNUSED_DATASET),
-    _acc("--self-timed", "vllm", _UNUSED_DATASET, "bool"),
     _acc("--blazedit-min-distance", "vllm", _UNUSED_DATASET),
     _acc("--blazedit-max-distance", "vllm", _UNUSED_DATASET),
     _acc("--asr-max-audio-len-sec", "vllm", _UNUSED_DATASET),
@@ -635,10 +850,6 @@ FLAGS: tuple[Flag, ...] = (
     _acc("--random-mm-limit-mm-per-prompt", "vllm", _UNUSED_DATASET),
     _acc("--random-mm-bucket-config", "vllm", _UNUSED_DATASET),
     _acc("--bfcl-categories", "vllm", _UNUSED_DATASET),
-    _acc("--prefix-repetition-prefix-len", "vllm", _UNUSED_DATASET),
-    _acc("--prefix-repetition-suffix-len", "vllm", _UNUSED_DATASET),
-    _acc("--prefix-repetition-num-prefixes", "vllm", _UNUSED_DATASET),
-    _acc("--prefix-repetition-output-len", "vllm", _UNUSED_DATASET),
     _acc("--custom-ensure-client-side-data", "vllm", _UNUSED_DATASET, "bool"),
     # --- refused: would change what is measured ------------------------------------------
     _ref("--use-beam-search", "vllm", "beam search is not implemented", "bool", _FALSE),
@@ -710,56 +921,11 @@ FLAGS: tuple[Flag, ...] = (
     ),
     _ref("--response-format", "max", "structured-output requests are not implemented"),
     _ref("--tools", "max", "tool-calling requests are not implemented"),
-    _ref("--num-chat-sessions", "max", "multi-turn chat sessions are not implemented"),
-    _ref("--delay-between-chat-turns", "max", "multi-turn chat sessions are not implemented"),
-    _ref(
-        "--max-concurrent-conversations",
-        "max",
-        "multi-turn chat sessions are not implemented",
-    ),
     _ref(
         "--chat-warmup-delay-ms",
         "max",
         "multi-turn chat sessions are not implemented",
         harmless=("0",),
-    ),
-    _ref(
-        "--ignore-first-turn-stats",
-        "max",
-        "multi-turn chat sessions are not implemented",
-        "bool",
-        _FALSE,
-    ),
-    _ref(
-        "--use-session-id-as-cache-salt",
-        "max",
-        "multi-turn chat sessions are not implemented",
-        "bool",
-        _FALSE,
-    ),
-    _ref(
-        "--random-num-turns",
-        "max",
-        "multi-turn random prompts are not implemented",
-        harmless=("1",),
-    ),
-    _ref(
-        "--random-first-turn-ratio",
-        "max",
-        "multi-turn random prompts are not implemented",
-        harmless=("1",),
-    ),
-    _ref(
-        "--random-sys-prompt-ratio",
-        "max",
-        "shared system prompts in random prompts are not implemented",
-        harmless=("0",),
-    ),
-    _ref(
-        "--random-max-num-unique-sys-prompt",
-        "max",
-        "shared system prompts in random prompts are not implemented",
-        harmless=("1",),
     ),
     _ref(
         "--random-coefficient-of-variation",
@@ -808,7 +974,9 @@ FLAGS: tuple[Flag, ...] = (
     _ref(
         "--warmup-to-steady-state",
         "max",
-        "MAX 2026 steady-state warm-up and windowing is not implemented",
+        "in MAX 2026 it starts multi-turn chat sessions at random turns to seed the KV cache "
+        "(single-turn runs ignore it); that session warm-up is not implemented. Every sonic "
+        "run reports its steady-state window without it (sonic.steady_state)",
         "bool",
         _FALSE,
     ),

@@ -32,8 +32,8 @@ from sonic.compat.runargs import (
     TrafficArgs,
     scrub_url,
 )
-from sonic.datasets.registry import DATASET_NAMES as DATASETS
 from sonic.datasets.registry import NOT_IMPLEMENTED
+from sonic.datasets.registry import RUN_DATASET_NAMES as DATASETS
 from sonic.dialects import Dialect
 from sonic.errors import SonicError
 
@@ -415,7 +415,54 @@ def _dataset(raw: _Raw, dialect: Dialect, target: TargetArgs) -> DatasetArgs:
         no_oversample=raw.flag("no_oversample"),
         skip_chat_template=raw.flag("skip_chat_template"),
         chat_template_kwargs=_chat_template_kwargs(raw),
+        **_workload_fields(raw),
     )
+
+
+def _workload_fields(raw: _Raw) -> dict[str, Any]:
+    """Multi-turn and trace-replay settings (``sonic.workloads``); combinations are checked
+    when the workload is built, where the dataset is known."""
+    ratios = {
+        dest: raw.number(dest, default, positive=True)
+        for dest, default in (
+            ("random_first_turn_ratio", 1.0),
+            ("trace_speedup", 1.0),
+            ("timed_trace_sec_multiplier", 1.0),
+        )
+    }
+    ratios["random_sys_prompt_ratio"] = raw.number(
+        "random_sys_prompt_ratio", 0.0, non_negative=True
+    )
+    labels = {
+        f"timed_trace_label_{k}": raw.text(f"timed_trace_label_{k}", default)
+        for k, default in (
+            ("timestamp", "timestamp"),
+            ("input_length", "input_length"),
+            ("output_length", "output_length"),
+            ("hash_ids", "hash_ids"),
+        )
+    }
+    return {
+        "num_chat_sessions": raw.integer("num_chat_sessions", None, minimum=1),
+        "random_num_turns": raw.text("random_num_turns", "1"),
+        "delay_between_chat_turns": raw.text("delay_between_chat_turns"),
+        "random_max_num_unique_sys_prompt": raw.integer(
+            "random_max_num_unique_sys_prompt", 1, minimum=1
+        ),
+        "ignore_first_turn_stats": raw.flag("ignore_first_turn_stats"),
+        "max_concurrent_conversations": raw.integer(
+            "max_concurrent_conversations", None, minimum=1
+        ),
+        "prefix_repetition_prefix_len": raw.integer("prefix_repetition_prefix_len", 256, 0),
+        "prefix_repetition_suffix_len": raw.integer("prefix_repetition_suffix_len", 256, 0),
+        "prefix_repetition_num_prefixes": raw.integer("prefix_repetition_num_prefixes", 10, 1),
+        "prefix_repetition_output_len": raw.integer("prefix_repetition_output_len", 128, 1),
+        "timed_trace_chunk_hash_size": raw.integer("timed_trace_chunk_hash_size", 16, 1),
+        "trace_block_size": raw.integer("trace_block_size", 512, 1),
+        "self_timed": raw.flag("self_timed"),
+        **ratios,
+        **labels,
+    }
 
 
 def _chat_template_kwargs(raw: _Raw) -> dict[str, Any]:
@@ -490,7 +537,32 @@ def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
         flush_prefix_cache=raw.flag(
             "flush_prefix_cache", bool(dialect.default("flush_prefix_cache") or False)
         ),
+        stop_over_saturated=raw.flag("stop_over_saturated", False),
+        self_calibrate=raw.flag("self_calibrate", True),
+        **_session_fields(raw),
     )
+
+
+HISTORY_MODES = ("dataset", "live")
+
+
+def _session_fields(raw: _Raw) -> dict[str, Any]:
+    """How session requests are sent (used only by multi-turn workloads)."""
+    history = raw.text("history", "dataset")
+    if history not in HISTORY_MODES:
+        raise SonicError(f"--history: expected one of {', '.join(HISTORY_MODES)}, got {history!r}")
+    header = raw.text("session_header", "X-Session-ID")
+    if header is not None and (not header.strip() or any(c in header for c in " :\r\n")):
+        raise SonicError(f"--session-header: not a header name: {header!r}")
+    salt = raw.text("cache_salt", "auto")
+    if salt is not None and not salt.strip():
+        raise SonicError("--cache-salt: must not be empty (none: no salt)")
+    return {
+        "history": history,
+        "session_header": None if header.lower() == "none" else header,
+        "cache_salt": None if salt.lower() == "none" else salt,
+        "session_id_as_cache_salt": raw.flag("use_session_id_as_cache_salt"),
+    }
 
 
 # Sampling flags whose body fields only OpenAI-style APIs understand (vLLM's rule).

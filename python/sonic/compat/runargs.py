@@ -67,6 +67,14 @@ class TrafficArgs:
     test_prompt: bool  # send one untimed request first
     ready_check_timeout_s: float  # retry the test request until this passes (0 = once)
     flush_prefix_cache: bool = False  # reset the engine's prefix cache before the run
+    stop_over_saturated: bool = False  # stop once the backlog keeps growing (GuideLLM)
+    self_calibrate: bool = True  # measure the client's timing error here before the run
+    # Sessions (multi-turn workloads only): earlier turns' text, id header, prefix-cache salt
+    # ("auto": one drawn per run).
+    history: str = "dataset"
+    session_header: str | None = "X-Session-ID"
+    cache_salt: str | None = "auto"
+    session_id_as_cache_salt: bool = False
 
     @property
     def is_sweep(self) -> bool:
@@ -254,6 +262,7 @@ class RunArgs:
             if isinstance(d.output_lengths, tuple)
             else d.output_lengths,
             "max_output_len": d.max_output_len,
+            **d.workload_settings(),
             "request_rate": ",".join(rate_str(r) for r in tr.request_rates),
             "burstiness": _num_json(tr.burstiness),
             "max_concurrency": tr.max_concurrency

@@ -114,6 +114,44 @@ class DatasetArgs:
     # one per request, cycled) and --max-output-len (a cap on every request's max_tokens).
     output_lengths: int | tuple[int, ...] | None = None
     max_output_len: int | None = None
+    # Multi-turn sessions (sonic.workloads). MAX's chat-session flags: with --num-chat-sessions
+    # the sharegpt and random datasets give sessions instead of single prompts.
+    num_chat_sessions: int | None = None
+    random_num_turns: str = "1"  # a MAX distribution parameter (sonic.workloads.distribution)
+    delay_between_chat_turns: str | None = None  # ms, a MAX distribution parameter
+    random_first_turn_ratio: float = 1.0
+    random_sys_prompt_ratio: float = 0.0
+    random_max_num_unique_sys_prompt: int = 1
+    ignore_first_turn_stats: bool = False
+    max_concurrent_conversations: int | None = None
+    # prefix_repetition (vLLM)
+    prefix_repetition_prefix_len: int = 256
+    prefix_repetition_suffix_len: int = 256
+    prefix_repetition_num_prefixes: int = 10
+    prefix_repetition_output_len: int = 128
+    # timed_trace (vLLM): record field names, block size, timestamp unit; --self-timed sends
+    # each record at its timestamp instead of by --request-rate.
+    timed_trace_chunk_hash_size: int = 16
+    timed_trace_sec_multiplier: float = 1.0
+    timed_trace_label_timestamp: str = "timestamp"
+    timed_trace_label_input_length: str = "input_length"
+    timed_trace_label_output_length: str = "output_length"
+    timed_trace_label_hash_ids: str = "hash_ids"
+    self_timed: bool = False
+    # trace (sonic): Mooncake-format JSONL, timestamps in ms, always sent at its times
+    trace_block_size: int = 512
+    trace_speedup: float = 1.0
+
+    def workload_settings(self) -> dict[str, Any]:
+        """The multi-turn and trace settings (``sonic.workloads``) that differ from their
+        defaults, by flag dest, for ``client_args``: empty for a plain run, so its record does
+        not change."""
+        names = [f.name for f in dataclasses.fields(self)]
+        first = names.index("num_chat_sessions")
+        defaults = DatasetArgs()
+        return {
+            n: getattr(self, n) for n in names[first:] if getattr(self, n) != getattr(defaults, n)
+        }
 
     @property
     def rules(self) -> DatasetRules:

@@ -26,8 +26,13 @@ DATASETS: dict[str, str] = {
     "code_debug": "sonic.datasets.code_debug",
     "custom": "sonic.datasets.custom",
     "hf": "sonic.datasets.hf",
+    "prefix_repetition": "sonic.datasets.prefix_repetition",
 }
-DATASET_NAMES = tuple(DATASETS)
+# Datasets whose requests are sessions or carry their own send times: built by
+# sonic.workloads.build_workload, never by sample_requests.
+WORKLOAD_DATASETS = ("trace", "timed_trace", "sessions")
+DATASET_NAMES = tuple(DATASETS)  # what sample_requests samples
+RUN_DATASET_NAMES = DATASET_NAMES + WORKLOAD_DATASETS  # what --dataset-name accepts
 
 # Accepted by vLLM `bench serve` or MAX's benchmarks, not (yet) by sonic: name -> what it is.
 NOT_IMPLEMENTED: dict[str, str] = {
@@ -36,10 +41,8 @@ NOT_IMPLEMENTED: dict[str, str] = {
     "random-rerank": "rerank random",
     "custom_audio": "audio",
     "custom_image": "image",
-    "prefix_repetition": "vLLM's prefix_repetition",
     "spec_bench": "vLLM's spec_bench",
     "speed_bench": "vLLM's speed_bench",
-    "timed_trace": "vLLM's timed_trace",
     "arxiv-summarization": "MAX's arxiv-summarization",
     "axolotl": "MAX's axolotl",
     "vision-arena": "MAX's vision-arena",
@@ -57,7 +60,9 @@ NOT_IMPLEMENTED: dict[str, str] = {
 def _module(name: str):
     if name in DATASETS:
         return importlib.import_module(DATASETS[name])
-    supported = ", ".join(DATASET_NAMES)
+    if name in WORKLOAD_DATASETS:
+        raise SonicError(f"dataset {name!r} is a workload: build it with sonic.workloads")
+    supported = ", ".join(RUN_DATASET_NAMES)
     if name in NOT_IMPLEMENTED:
         raise SonicError(f"dataset {name!r} is not supported by sonic yet (supported: {supported})")
     close = difflib.get_close_matches(name, DATASET_NAMES + tuple(NOT_IMPLEMENTED), n=1)
@@ -67,6 +72,8 @@ def _module(name: str):
 
 def sample_requests(args: DatasetArgs, tokenizer: Tokenizer) -> list[SampleRequest]:
     """The prompts of one run: deterministic for a given ``args`` (seed included) and tokenizer."""
+    if args.num_chat_sessions is not None:
+        raise SonicError("--num-chat-sessions makes sessions: build them with sonic.workloads")
     module = _module(args.name)
     args.validate()
     return module.sample(args, tokenizer)

@@ -215,6 +215,10 @@ class Dialect:
         """The tool's own keys for GPU/CPU/engine telemetry (``sonic.telemetry`` is added by
         the caller). Default: none."""
 
+    def add_steady_state(self, doc: dict[str, Any], state: Any) -> None:
+        """The tool's own steady-state keys from sonic's window (``sonic.metrics.steady``;
+        ``sonic.steady_state`` is added by the caller). Default: none."""
+
     def read_metrics(self, doc: dict[str, Any]) -> dict[str, float]:
         """The normalised columns of ``sonic.analysis`` from a document of this dialect:
         every catalogue metric from the key this dialect writes it under."""

@@ -265,6 +265,10 @@ MAX = Max2025Dialect(
     refused={
         "percentile_metrics": _PERCENTILE_FLAGS,
         "metric_percentiles": _PERCENTILE_FLAGS,
+        # sonic.workloads follows `max benchmark` 2026; MAX 2025 drew turns from U[n/2, n]
+        # and delays from N(m, m/2), which sonic does not reproduce.
+        "num_chat_sessions": "MAX 2025's multi-turn draws are not reproduced; sessions follow "
+        "`max benchmark` 2026 (--compat max-benchmark)",
     },
     metric_keys=METRIC_KEYS,
     latency_stems=LATENCY_STEMS,

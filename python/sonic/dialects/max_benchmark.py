@@ -12,11 +12,13 @@ the measured window. The result document is the tool's: ``request_records``, con
 intervals on every mean (95 % Student t), ``result_groups``, null for NaN, statistics of empty
 sample sets omitted.
 
-Not implemented, and said so in the document and the README rather than faked: steady-state
-detection and outlier rejection (``steady_state_*`` say it did not run), per-concurrency
+Steady state: sonic's own window (``sonic.metrics.steady``, from requests in flight) fills
+``steady_state_*``; the tool's metric keys stay whole-run and the window's metrics are under
+``sonic.steady_state``. Not implemented, and said so in the document and the README rather
+than faked: outlier rejection (``num_outliers_rejected`` 0), per-concurrency
 reseeding of the workload, cached-token rates (the client does not read ``cached_tokens``),
-the ``sweep-serving-*`` CSV directory. Multi-turn sessions, workload YAML and the steady-state
-warm-up flags are refused by the flag table.
+the ``sweep-serving-*`` CSV directory. Multi-turn sessions and workload YAML are refused by
+the flag table; so is ``--warmup-to-steady-state``, a multi-turn feature (see flags.py).
 """
 
 from __future__ import annotations
@@ -48,8 +50,14 @@ LATENCIES = (
     ("itl_ms", "itl", 1000.0),
 )
 STEADY_STATE_NOTE = (
-    "sonic does not implement steady-state detection or outlier rejection; the metrics cover "
-    "the whole measured window"
+    "sonic's steady-state window was not computed for this document; the metrics cover the "
+    "whole measured window"
+)
+# sonic finds the window from the load (requests in flight), not from TTFT/TPOT stability, and
+# reports the window's metrics under sonic.steady_state: the tool's keys stay whole-run.
+STEADY_STATE_WINDOW_NOTE = (
+    "sonic's window ({mode}, {start:.3g}-{end:.3g} s); the metrics above cover the whole "
+    "measured window, the window's own are under sonic.steady_state; no outliers are rejected"
 )
 # Keys whose values sonic cannot give as the tool does (see the module docstring and the
 # README's Compatibility section); the differential test compares their presence, not types.
@@ -317,6 +325,26 @@ class MaxBenchmarkDialect(Dialect):
         gpu = {k: doc.get(k) for k in max2025.GPU_KEYS}
         if any(gpu.values()) and isinstance(doc.get("result_groups"), dict):
             doc["result_groups"]["gpu_stats"] = {**gpu, "gpu_utilization_by_group": None}
+
+    def add_steady_state(self, doc: dict[str, Any], state: Any) -> None:
+        """``steady_state_*`` from sonic's window: detected, requests in it, sonic's mode,
+        and a warning that says which metrics cover what (or why none was found)."""
+        if state.detected:
+            warning = STEADY_STATE_WINDOW_NOTE.format(
+                mode=state.mode, start=state.start_s, end=state.end_s
+            )
+        else:
+            warning = f"no steady state found: {state.warning or 'not applicable'}"
+        keys = {
+            "steady_state_detected": bool(state.detected),
+            "steady_state_window_count": int(state.requests) if state.detected else 0,
+            "steady_state_mode": state.mode,
+            "steady_state_warning": warning,
+        }
+        doc.update({k: v for k, v in keys.items() if k in doc})
+        diagnostics = (doc.get("result_groups") or {}).get("diagnostics")
+        if isinstance(diagnostics, dict):
+            diagnostics.update(keys)
 
     def owns(self, doc: dict[str, Any]) -> bool:
         return "result_groups" in doc and "request_records" in doc

@@ -101,6 +101,9 @@ def short_verdict(data, v: dict) -> str:
         by = {p["winner"] for p in pts}
         who = data.label(next(iter(by))) if len(by) == 1 else "mixed"
         return f"untested (one repeat); {who} {m.better_word} by mean"
+    if v["state"] == "invalid":
+        why = sorted({p["invalid"] for p in pts if p.get("invalid")})
+        return f"not comparable ({'; '.join(why)})"
     return f"no significant difference at {len(pts)} point(s)"
 
 
@@ -116,6 +119,10 @@ def console_lines(data) -> list[str]:
         f"({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}); "
         f"engines: {engines}"
     ]
+    verdicts = summary.validity_counts(data)
+    if verdicts.get("invalid") or verdicts.get("warn"):
+        said = ", ".join(f"{n} {k}" for k, n in sorted(verdicts.items()))
+        lines.append(f"run validity: {said} (see Run validity in the report)")
     if data.any_simulated:
         lines.append(summary.simulated_notice(data, bold=False))
     if data.validation is None:

@@ -316,6 +316,21 @@ def runs_html(data: ReportData) -> str:
     )
 
 
+def validity_html(data: ReportData) -> str:
+    """Each run's validity verdict: counts, the runs that are not valid, and the rule."""
+    counts = summary.validity_counts(data)
+    if not counts:
+        return ""
+    said = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    rows = [[_labelled(data, e(c)) for c in r] for r in summary.validity_rows(data)]
+    return (
+        '<section id="run-validity"><h2>Run validity</h2>'
+        + f"<p>Runs: {e(said)}.</p>"
+        + (table(summary.VALIDITY_HEADERS, rows, raw=True) if rows else "")
+        + f'<p class="muted">{e(summary.VALIDITY_NOTE)}</p></section>'
+    )
+
+
 def top_notices(data: ReportData) -> str:
     """What qualifies the answer, in a line each, above it: simulated engines, unfairness."""
     out = ""
@@ -340,7 +355,8 @@ def render(data: ReportData, plots: dict[str, list[Plot]]) -> str:
     if not scenarios:
         sections.append("<section><h2>Results</h2><p>No run finished with results yet.</p>")
         sections.append("</section>")
-    sections += [fairness_html(data), setup_html(data), runs_html(data)]
+    validity = validity_html(data)
+    sections += [validity, fairness_html(data), setup_html(data), runs_html(data)]
     method = " ".join(summary.method_lines(data)[2:]).strip()
     sections.append(f'<section id="method"><h2>Method</h2><p>{e(method)}</p></section>')
     links = [("verdict", "Verdict")]
@@ -349,6 +365,7 @@ def render(data: ReportData, plots: dict[str, list[Plot]]) -> str:
     if summary.answer(data):
         links.append(("all-metrics", "Every metric"))
     links += [(f"scenario-{slug(s)}", s) for s in scenarios]
+    links += [("run-validity", "Run validity")] if validity else []
     links += [("validation", "Validation"), ("setup", "Setup"), ("runs", "Runs")]
     nav = "".join(f'<a href="#{e(target)}">{e(label)}</a>' for target, label in links)
     return (

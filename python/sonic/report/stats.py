@@ -6,9 +6,12 @@ Bootstraps are seeded per (engine, point, metric) key, so a number does not chan
 another engine or scenario is added to the directory.
 
 Ratios are B / A for the pair (A, B) in manifest order. A comparison is *significant* when
-the 95% CI of the ratio excludes 1. With two or more repeats per engine the CI resamples
-repeats; with a single repeat, latency statistics resample the run's requests (ITL resamples
-whole requests, since a request's gaps are correlated); a single-repeat throughput has no CI.
+the 95% CI of the ratio excludes 1 and neither engine's run is invalid, overall or for that
+statistic (``sonic.metrics.validity``: e.g. over-saturated, or a p99 from fewer than 100
+requests); the ``invalid`` column says which run and why. With two or more repeats per engine
+the CI resamples repeats; with a single repeat, latency statistics resample the run's requests
+(ITL resamples whole requests, since a request's gaps are correlated); a single-repeat
+throughput has no CI.
 """
 
 from __future__ import annotations
@@ -304,6 +307,21 @@ def usable_requests(requests: pd.DataFrame | None, runs: pd.DataFrame) -> pd.Dat
     return requests.merge(keys, on=RUN_KEY, how="inner")
 
 
+def invalid_reason(runs: pd.DataFrame, engine: str, column: str) -> str:
+    """Why ``engine``'s runs in ``runs`` (one point) may not be compared on ``column``:
+    ``"alpha: over_saturated"``, ``"alpha: too_few_samples"`` (for this statistic); empty when
+    every run is valid for it (or predates validity verdicts)."""
+    why: list[str] = []
+    for r in runs[runs["engine"] == engine].itertuples(index=False):
+        whole = str(getattr(r, "invalid_because", "") or "")
+        scoped = str(getattr(r, "invalid_metrics", "") or "").split(",")
+        if getattr(r, "validity", None) == "invalid" and whole:
+            why += whole.split(",")
+        if column in scoped:
+            why.append("too_few_samples")
+    return f"{engine}: {', '.join(dict.fromkeys(why))}" if why else ""
+
+
 def _request_samples(requests: pd.DataFrame | None, engine: str, point, column: str) -> list:
     if requests is None or requests.empty:
         return []
@@ -374,7 +392,8 @@ def compare_engines(
 ) -> pd.DataFrame:
     """Every pair (A, B) of engines at every point both ran: means, B/A ratio, its 95% CI,
     the CI method (repeats / requests / none) and whether the difference is significant
-    (None when no CI could be computed). Columns listed in the returned frame."""
+    (None when no CI could be computed; never True when ``invalid`` says that a run, or the
+    statistic in it, is invalid). Columns listed in the returned frame."""
     import pandas as pd
 
     good = usable(df)
@@ -398,6 +417,13 @@ def compare_engines(
                     ratio = mean_b / mean_a if mean_a != 0 else math.nan
                     lo, hi, method = _ratio_ci(m, a, b, point, va, vb, requests, seed, cache)
                     sig = None if math.isnan(lo) else bool(lo > 1.0 or hi < 1.0)
+                    invalid = "; ".join(
+                        x
+                        for x in (invalid_reason(ga, a, m.column), invalid_reason(gb, b, m.column))
+                        if x
+                    )
+                    if invalid and sig is not None:
+                        sig = False  # an invalid run or statistic never makes a difference
                     rows.append(
                         {
                             "scenario": point[0],
@@ -415,6 +441,7 @@ def compare_engines(
                             "ci_high": hi,
                             "method": method,
                             "significant": sig,
+                            "invalid": invalid,
                         }
                     )
     cols = [
@@ -433,6 +460,7 @@ def compare_engines(
         "ci_high",
         "method",
         "significant",
+        "invalid",
     ]
     out = pd.DataFrame(rows, columns=cols)
     out["max_concurrency"] = out["max_concurrency"].astype("Int64")
@@ -493,6 +521,7 @@ def winners(comparisons: pd.DataFrame, metrics: Sequence[Metric] = COMPARED_METR
                     "ci_low": min(lo, hi) if not math.isnan(lo) else math.nan,
                     "ci_high": max(lo, hi) if not math.isnan(hi) else math.nan,
                     "significant": None if sig is None or _isna(sig) else bool(sig),
+                    "invalid": "" if _isna(pair.get("invalid")) else str(pair.get("invalid")),
                 }
             )
     cols = [
@@ -509,6 +538,7 @@ def winners(comparisons: pd.DataFrame, metrics: Sequence[Metric] = COMPARED_METR
         "ci_low",
         "ci_high",
         "significant",
+        "invalid",
     ]
     out = pd.DataFrame(rows, columns=cols)
     out["max_concurrency"] = out["max_concurrency"].astype("Int64")
@@ -519,14 +549,16 @@ def scenario_verdicts(win: pd.DataFrame) -> list[dict[str, Any]]:
     """Per scenario and metric: who is better at each point, and an overall word that never
     pools points. ``overall`` is the engine that wins every point where the difference is
     significant (``None`` when the significant winners differ or nothing is significant);
-    ``state`` is ``consistent``, ``mixed``, ``no significant difference`` or ``untested``."""
+    ``state`` is ``consistent``, ``mixed``, ``no significant difference``, ``invalid`` (an
+    invalid run at every point: nothing may be compared) or ``untested``."""
     out: list[dict[str, Any]] = []
     if win.empty:
         return out
     for (scenario, metric), g in win.groupby(["scenario", "metric"], sort=False):
         pts = [r._asdict() for r in g.itertuples(index=False)]
         sig = [p for p in pts if p["significant"] is True]
-        tested = [p for p in pts if p["significant"] is not None and not _isna(p["significant"])]
+        valid = [p for p in pts if not p.get("invalid")]
+        tested = [p for p in valid if p["significant"] is not None and not _isna(p["significant"])]
         sig_winners = {p["winner"] for p in sig}
         if len(sig_winners) == 1:
             state, overall = "consistent", next(iter(sig_winners))
@@ -534,6 +566,8 @@ def scenario_verdicts(win: pd.DataFrame) -> list[dict[str, Any]]:
             state, overall = "mixed", None
         elif tested:
             state, overall = "no significant difference", None
+        elif pts and not valid:
+            state, overall = "invalid", None
         else:
             state, overall = "untested", None
         out.append(

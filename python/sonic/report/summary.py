@@ -2,8 +2,9 @@
 
 Order, the same as ``report.html``: title, a one-line simulated / unfair notice, the verdict
 (one paragraph on the headline metrics, then every scenario × metric with its CI), the
-latency–throughput plots, the per-point tables, the validation (failures and warnings first,
-passing checks folded), then provenance: the setup, runs with problems and the method.
+latency–throughput plots, the per-point tables, each run's validity verdict, the validation
+(failures and warnings first, passing checks folded), then provenance: the setup, runs with
+problems and the method.
 """
 
 from __future__ import annotations
@@ -205,8 +206,17 @@ def verdict_text(data: ReportData, w: dict[str, Any]) -> str:
     ratio = f"ratio {fmt.ratio(w['ratio'])}" + (f" {interval}" if interval else "")
     return (
         f"{data.label(w['winner'])} {fmt.pct(w['difference_pct'])} {m.better_word} "
-        f"({ratio}, {fmt.significance(w['significant'], short=True)})"
+        f"({ratio}, {significance(w)})"
     )
+
+
+def significance(row: dict[str, Any], method: str | None = None, *, short: bool = True) -> str:
+    """``significant`` / ``not significant`` / ``untested``, or why it may not be compared:
+    ``not comparable (alpha: over_saturated)`` when a run is invalid."""
+    invalid = row.get("invalid")
+    if isinstance(invalid, str) and invalid:
+        return f"not comparable ({invalid})"
+    return fmt.significance(row.get("significant"), method, short=short)
 
 
 def overall_text(data: ReportData, v: dict[str, Any]) -> str:
@@ -223,6 +233,8 @@ def overall_text(data: ReportData, v: dict[str, Any]) -> str:
         return "mixed: different engines are significantly better at different points"
     if v["state"] == "untested":
         return "untested (one repeat: no confidence interval)"
+    if v["state"] == "invalid":
+        return f"not comparable: an invalid run at {'every' if n > 1 else 'the'} point"
     return f"no significant difference at {n} point(s)"
 
 
@@ -244,8 +256,8 @@ def point_clause(
     body = fmt.pct(p["difference_pct"])
     if not (v["state"] == "consistent" and p["winner"] == v["overall"]):
         body = f"{data.label(p['winner'])} {body} {m.better_word}"
-    if v["state"] in ("consistent", "mixed") and p["significant"] is not True:
-        ratio += ", " + fmt.significance(p["significant"], short=True)
+    if p.get("invalid") or (v["state"] in ("consistent", "mixed") and p["significant"] is not True):
+        ratio += ", " + significance(p)
     if point_first:
         return f"{where}: {body} ({ratio})"
     return f"{body} at {where} ({ratio})"
@@ -351,7 +363,7 @@ def comparison_rows(data: ReportData, point) -> list[list[str]]:
                 f"{data.label(r.engine_b)} / {data.label(r.engine_a)}",
                 ratio_ci(r.ratio, r.ci_low, r.ci_high),
                 r.method,
-                fmt.significance(r.significant, r.method),
+                significance(r._asdict(), r.method, short=False),
             ]
         )
     return rows
@@ -382,6 +394,54 @@ def scenario_lines(data: ReportData, plots: dict[str, list[Plot]] | None = None)
     if not lines:
         lines = ["## Results", "", "No run finished with results yet.", ""]
     return lines
+
+
+VALIDITY_HEADERS = ["engine", "run", "verdict", "reasons"]
+VALIDITY_NOTE = (
+    "Every run carries a validity verdict (sonic.validity in its result): the offered rate was "
+    "reached, the client kept its schedule, the engine was not over-saturated, each percentile "
+    "rests on enough requests (p99: 100), warm-up untimed. A difference involving an invalid "
+    "run, or a statistic invalid in it, is never called significant."
+)
+
+
+def validity_rows(data: ReportData) -> list[list[str]]:
+    """Runs whose verdict is not ``valid``: engine, run, verdict, reason codes."""
+    df = data.results
+    if "validity" not in df:
+        return []
+    rows = []
+    for r in df.itertuples(index=False):
+        if r.validity in ("invalid", "warn"):
+            reasons = str(r.validity_reasons or "").replace(",", ", ")
+            scoped = str(r.invalid_metrics or "")
+            if scoped:
+                reasons += f" (invalid: {scoped.replace(',', ', ')})"
+            rows.append([data.label(r.engine), r.run_id, str(r.validity).upper(), reasons])
+    return rows
+
+
+def validity_counts(data: ReportData) -> dict[str, int]:
+    df = data.results
+    if "validity" not in df:
+        return {}
+    counts: dict[str, int] = {}
+    for v in df["validity"]:
+        if isinstance(v, str):  # results written before verdicts existed have none
+            counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def validity_lines(data: ReportData) -> list[str]:
+    counts = validity_counts(data)
+    if not counts:
+        return []
+    said = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    lines = ["## Run validity", "", f"Runs: {said}.", ""]
+    rows = validity_rows(data)
+    if rows:
+        lines += table(VALIDITY_HEADERS, rows) + [""]
+    return lines + [VALIDITY_NOTE, ""]
 
 
 def problem_lines(data: ReportData) -> list[str]:
@@ -425,6 +485,7 @@ def render(data: ReportData, plots: dict[str, list[Plot]] | None = None) -> str:
     lines += verdict_lines(data)
     lines += curve_lines(plots or {})
     lines += scenario_lines(data, plots)
+    lines += validity_lines(data)
     lines += fairness_lines(data)
     lines += setup_lines(data)
     lines += problem_lines(data)

@@ -205,6 +205,8 @@ def _raw_lines(
         ]
         line: dict[str, Any] = {
             "index": i,
+            "session_index": int(records.session_index[i]),
+            "turn_index": int(records.turn_index[i]),
             "intended_ns": int(records.intended_ns[i]),
             "sent_ns": _opt_ns(records.sent_ns[i]),
             "end_ns": _opt_ns(records.end_ns[i]),
@@ -219,6 +221,8 @@ def _raw_lines(
             "chunk_kind": records.chunk_kind[a:b].tolist(),
             "chunk_text": chunk_text,
         }
+        if records.cached_tokens[i] >= 0:  # only engines that report it
+            line["usage"]["cached_tokens"] = int(records.cached_tokens[i])
         if metrics is not None:
             r = metrics.requests
             line["success"] = bool(r.success[i])

@@ -29,6 +29,7 @@ from sonic.suite.tomlfile import Table as _Table
 from sonic.suite.tomlfile import read_toml, suggest, type_name
 
 DEVICES = ("cpu", "gpu")
+SCENARIO_KINDS = ("sweep", "search")
 # The original suite's scenarios: full = 0.5…8 req/s × 100, quick = 1, 2 × 50.
 FULL_RATES = (0.5, 1.0, 2.0, 4.0, 8.0)
 FULL_NUM_PROMPTS = 100
@@ -134,6 +135,40 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class ScenarioSearch:
+    """A ``kind = "search"`` scenario: the capacity search each engine gets (sonic search)."""
+
+    slo: str  # as written: "ttft:p99<=500ms,tpot:p99<=50ms"
+    attainment: float | None
+    over: str  # rate | concurrency
+    start: float | None  # None: 1 (rate) or 1 (concurrency)
+    minimum: float | None
+    maximum: float | None
+    resolution: float
+    confirm_repeats: int | None
+    max_probes: int
+
+    def spec(self):
+        """The plan's SearchSpec, defaults filled as ``sonic search`` fills them."""
+        from sonic.search.plan import SearchSpec
+
+        d = SearchSpec()
+        start = self.start if self.start is not None else 1.0
+        default_min = 1.0 if self.over == "concurrency" else start / 16.0
+        return SearchSpec(
+            over=self.over,
+            start=start,
+            minimum=self.minimum if self.minimum is not None else default_min,
+            maximum=self.maximum if self.maximum is not None else d.maximum,
+            resolution=self.resolution,
+            confirm_repeats=d.confirm_repeats
+            if self.confirm_repeats is None
+            else self.confirm_repeats,
+            max_probes=self.max_probes,
+        )
+
+
+@dataclass(frozen=True)
 class ScenarioConfig:
     name: str
     dataset: str
@@ -151,6 +186,7 @@ class ScenarioConfig:
     warmups: int
     repeats: int
     client: ClientOptions
+    search: ScenarioSearch | None = None  # kind = "search"; None: a sweep of fixed loads
 
 
 @dataclass(frozen=True)
@@ -506,6 +542,14 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
             raise t.fail(k, "only the hf dataset takes it")
     rates = t.numbers("request_rates", allow_inf=True)
     concurrencies = t.integers("max_concurrencies")
+    kind = t.string("kind", "sweep", choices=SCENARIO_KINDS)
+    search = _search(t) if kind == "search" else None
+    if search is not None:
+        for key, given in (("request_rates", rates), ("max_concurrencies", concurrencies)):
+            if given is not None:
+                raise t.fail(key, "a search scenario chooses its loads (use search_start)")
+        if t.integer("repeats", minimum=1) is not None:
+            raise t.fail("repeats", "a search repeats its answer itself (use confirm_repeats)")
     s = ScenarioConfig(
         name=name,
         dataset=dataset,
@@ -523,8 +567,50 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
         warmups=t.integer("warmups", 0, minimum=0) or 0,
         repeats=t.integer("repeats", 1, minimum=1) or 1,
         client=_client(t),
+        search=search,
     )
     t.done()
+    return s
+
+
+def _search(t: _Table) -> ScenarioSearch:
+    """The search keys of a ``kind = "search"`` scenario, checked as ``sonic search`` checks
+    its flags."""
+    from sonic.search.plan import SEARCH_OVER, SearchSpec
+    from sonic.search.slo import parse_slos
+
+    d = SearchSpec()
+    raw = t.raw("slo")
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        slo = ",".join(raw)
+    elif isinstance(raw, str):
+        slo = raw
+    else:
+        raise t.fail("slo", 'a search needs its SLOs, e.g. slo = "ttft:p99<=500ms,tpot:p99<=50ms"')
+    attainment = t.number("slo_attainment", positive=True)
+    if attainment is not None and attainment > 1:
+        raise t.fail("slo_attainment", f"must lie in (0, 1], got {attainment}")
+    try:
+        parse_slos(slo, attainment=attainment is not None)
+    except SonicError as exc:
+        raise t.fail("slo", str(exc)) from None
+    over = t.string("search_over", d.over, choices=SEARCH_OVER) or d.over
+    s = ScenarioSearch(
+        slo=slo,
+        attainment=attainment,
+        over=over,
+        start=t.number("search_start", positive=True),
+        minimum=t.number("search_min", positive=True),
+        maximum=t.number("search_max", positive=True),
+        resolution=t.number("search_resolution", d.resolution, positive=True) or d.resolution,
+        confirm_repeats=t.integer("confirm_repeats", d.confirm_repeats, minimum=0),
+        max_probes=t.integer("search_max_probes", d.max_probes, minimum=1) or d.max_probes,
+    )
+    spec = s.spec()
+    if not (spec.minimum <= spec.start <= spec.maximum):
+        raise t.fail("search_start", "needs search_min <= search_start <= search_max")
+    if not 0 < spec.resolution < 1:
+        raise t.fail("search_resolution", "must lie between 0 and 1 (e.g. 0.05 = 5%)")
     return s
 
 

@@ -5,7 +5,8 @@ to its log file. Readiness is polled (health, then ``/v1/models``) until a deadl
 fixed sleep followed by one check (the original suite's bug). Stopping sends
 SIGTERM to the whole group, waits, then SIGKILLs the group: a launcher's children (vLLM's
 engine core, MAX's workers) go with it, and no other process on the machine is touched (never
-``pkill -f``).
+``pkill -f``). While it runs, each server is recorded (``sonic.suite.leftovers``), so that what
+a suite killed with SIGKILL leaves behind is stopped by the next one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,28 +107,70 @@ def group_members(pgid: int) -> list[int]:
     return [pgid]
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
+def wait_group_gone(pgid: int, timeout_s: float, reap: Callable[[], object] | None = None) -> bool:
+    """Wait until no live process is left in group ``pgid`` (``reap``: wait for our child)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if reap is not None:
+            reap()
+        if not group_members(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def terminate_group(pgid: int, grace_s: float, reap: Callable[[], object] | None = None) -> str:
+    """SIGTERM the group, SIGKILL what is left after ``grace_s``: says which it took."""
+    signal_group(pgid, signal.SIGTERM)
+    if wait_group_gone(pgid, grace_s, reap):
+        return "sigterm"
+    signal_group(pgid, signal.SIGKILL)
+    wait_group_gone(pgid, 10.0, reap)
+    return "sigkill"
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold off SIGINT/SIGTERM while cleaning up, so a second Ctrl-C cannot leave a server
-    half-stopped; the cleanup itself is bounded by its timeouts."""
+    """Hold SIGINT/SIGTERM while starting or stopping a server, so a Ctrl-C can neither leave
+    one half-stopped nor started but unrecorded; a signal that came meanwhile is delivered
+    once the block is done (never lost). The block itself is bounded by its timeouts."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held: list[int] = []
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in old:
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
         for s, handler in old.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])  # to the handler in place before the block
+
+
+# Servers started by this process and not yet stopped (what ``stop_all`` stops).
+_RUNNING: dict[int, ServerProcess] = {}
+
+
+def stop_all(timeout_s: float = 30.0) -> list[str]:
+    """Stop every server this process started and has not stopped: the suite's last line of
+    defence when an interrupt came at a moment its own cleanup could not see. Returns names."""
+    stopped = []
+    for server in list(_RUNNING.values()):
+        server.stop(timeout_s)
+        stopped.append(server.name)
+    return stopped
 
 
 @dataclass
@@ -143,15 +186,21 @@ class ServerProcess:
     proc: subprocess.Popen | None = None
     tmpdir: str | None = None
     started_at: float = 0.0
+    record: Path | None = None  # its entry in leftovers.state_dir() while it runs
 
     def start(self) -> ServerProcess:
-        """Launch in a new session (own process group), stdout+stderr to the log file."""
+        """Launch in a new session (own process group), stdout+stderr to the log file, and
+        record it (``leftovers``) until it is stopped."""
+        from sonic.suite import leftovers
+
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(self.env)
         if "TMPDIR" not in env:
             # Engines leave IPC sockets and temp files behind: give each its own TMPDIR.
             self.tmpdir = tempfile.mkdtemp(prefix=f"sonic-{self.name}-")
             env["TMPDIR"] = self.tmpdir
+        token = leftovers.new_token()
+        env[leftovers.TOKEN_ENV] = token  # inherited by the server's workers: marks them ours
         cwd = self.cwd
         if cwd is None and self.isolate_cwd:
             cwd = Path(env["TMPDIR"])
@@ -160,23 +209,28 @@ class ServerProcess:
             self._cleanup_tmp()
             raise EngineFailed(f"{exe}: executable not found on PATH")
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
-        try:
-            self.proc = subprocess.Popen(
-                with_parent_death_signal(self.argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-                close_fds=True,
+        with signals_deferred():  # a Ctrl-C now lands after the server is known and recorded
+            try:
+                self.proc = subprocess.Popen(
+                    with_parent_death_signal(self.argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                self._cleanup_tmp()
+                raise EngineFailed(f"cannot start {exe}: {exc.strerror or exc}") from None
+            finally:
+                log.close()
+            self.started_at = time.monotonic()
+            _RUNNING[id(self)] = self
+            self.record = leftovers.record(
+                self.name, self.proc.pid, token, self.log_path, self.tmpdir
             )
-        except OSError as exc:
-            self._cleanup_tmp()
-            raise EngineFailed(f"cannot start {exe}: {exc.strerror or exc}") from None
-        finally:
-            log.close()
-        self.started_at = time.monotonic()
         return self
 
     @property
@@ -193,35 +247,26 @@ class ServerProcess:
     def stop(self, timeout_s: float = 30.0) -> dict[str, object]:
         """SIGTERM the group, wait up to ``timeout_s``, SIGKILL what is left, wait again.
 
-        Returns what happened (for the manifest). Safe to call twice.
+        Returns what happened (for the manifest). Safe to call twice. The server's record
+        is removed once its group is gone (kept otherwise, for the next suite to retry).
         """
+        from sonic.suite import leftovers
+
         if self.proc is None:
             return {"stopped": False}
         pgid = self.proc.pid
         how = "exited"
         if self.proc.poll() is None or group_members(pgid):
-            how = "sigterm"
-            _signal_group(pgid, signal.SIGTERM)
-            if not self._wait_group(pgid, timeout_s):
-                how = "sigkill"
-                _signal_group(pgid, signal.SIGKILL)
-                self._wait_group(pgid, 10.0)
+            how = terminate_group(pgid, timeout_s, reap=self.proc.poll)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5.0)
         left = group_members(pgid)
+        if not left:
+            leftovers.forget(self.record)
+            self.record = None
+        _RUNNING.pop(id(self), None)
         self._cleanup_tmp()
         return {"stopped": True, "how": how, "exit_code": self.proc.returncode, "left": left}
-
-    def _wait_group(self, pgid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc is not None:
-                self.proc.poll()  # reap the leader as soon as it exits
-            if not group_members(pgid):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
 
     def _cleanup_tmp(self) -> None:
         if self.tmpdir:

@@ -55,9 +55,16 @@ class ScenarioPlan:
     def name(self) -> str:
         return self.scenario.name
 
+    @property
+    def is_search(self) -> bool:
+        return self.scenario.search is not None
+
     def points(self) -> Iterator[tuple[float, int | None, int]]:
         """(rate, concurrency, repeat): each repeat is a whole sweep, so slow drift over time
-        affects every point alike instead of piling onto the last ones."""
+        affects every point alike instead of piling onto the last ones. A search scenario has
+        no fixed points: its probes are chosen as it goes."""
+        if self.is_search:
+            return
         for rep in range(1, self.repeats + 1):
             for conc in self.max_concurrencies:
                 for rate in self.request_rates:
@@ -93,6 +100,28 @@ class RunSpec:
         return f"{self.rel_dir}/{self.stem}.json"
 
 
+@dataclass(frozen=True)
+class SearchRun:
+    """One capacity search: engine × search scenario; its probes and ``search.json`` live
+    in ``rel_dir``."""
+
+    engine: str
+    scenario: str
+    dataset: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}/{self.scenario}/search"
+
+    @property
+    def rel_dir(self) -> str:
+        return f"runs/{self.engine}/{self.scenario}/search"
+
+
+def searches_for(engine: EngineConfig, plans: list[ScenarioPlan]) -> list[SearchRun]:
+    return [SearchRun(engine.name, p.name, p.scenario.dataset) for p in plans if p.is_search]
+
+
 def scenario_plans(cfg: SuiteConfig, quick: bool) -> list[ScenarioPlan]:
     """The scenarios this mode runs, with their rates, concurrencies, prompts and repeats.
 
@@ -116,6 +145,8 @@ def scenario_plans(cfg: SuiteConfig, quick: bool) -> list[ScenarioPlan]:
             concs = s.max_concurrencies
             n = s.num_prompts or cfg.full_num_prompts
             repeats = s.repeats
+        if s.search is not None:  # the search chooses its loads
+            rates, concs, repeats = (), None, 1
         out.append(
             ScenarioPlan(
                 scenario=s,

@@ -4,8 +4,11 @@ resumable results directory.
 
 One engine is on the machine at a time. A failing engine (does not start, never ready, dies)
 is recorded with the reason and its log tail, and the suite goes on with the next one.
-Ctrl-C (or SIGTERM) stops the current server, keeps every finished run, writes the manifest
-as ``interrupted`` and still builds the report from what exists.
+Ctrl-C or SIGTERM, in any phase, stops the current server, keeps every finished run, writes
+the manifest as ``interrupted`` and exits 130 with one line saying how to ``--resume`` (the
+report is left to the resume or ``sonic report``: an interrupted suite should exit promptly).
+Before anything starts, the servers of an earlier suite that died without stopping them
+(``kill -9``) are stopped (``sonic.suite.leftovers``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,7 +31,7 @@ from sonic.suite.checks import FAIL, Validation, engine_scope
 from sonic.suite.config import EngineConfig, SuiteConfig, load_config
 from sonic.suite.engines import EngineSession, health_path, launch_for, ready_timeout
 from sonic.suite.layout import Manifest, ResultsDir, now_iso
-from sonic.suite.lifecycle import EngineFailed, signals_deferred
+from sonic.suite.lifecycle import EngineFailed, signals_deferred, stop_all
 from sonic.suite.workloads import Workloads
 
 EXIT_INTERRUPTED = 130
@@ -46,25 +48,61 @@ class SuiteOptions:
     verbose: bool = False
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so a killed suite still stops its server."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class Interrupts:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt in the main thread, so a suite stopped by
+    a service manager (or ``kill``) cleans up exactly like one stopped with Ctrl-C. Which signal
+    came is remembered: a layer below may take the KeyboardInterrupt as "stop this run" and
+    return (the client cancels its run and hands back what it measured), and the suite must
+    still stop (``check``)."""
 
-    def handler(signum: int, frame: Any) -> None:
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.phase = "setup"  # what the suite is doing (set by the runner)
+        self.during = ""  # the phase the first signal came in
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(s) is not signal.SIG_IGN:  # nohup, `&`: left ignored
+                    self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._old.items():
+            if handler is not None:
+                signal.signal(s, handler)
+        self._old = {}
+        if self.signum is not None:
+            # CPython remembers a KeyboardInterrupt that went through code run by exec() of a
+            # string (dataclasses make their methods so) even once it is caught, and then ends
+            # a `python -m` process with SIGINT instead of its exit code; such code clears it.
+            exec("")
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum, self.during = signum, self.phase
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal came, even one a lower layer absorbed."""
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+    @property
+    def name(self) -> str:
+        if self.signum == signal.SIGTERM:
+            return "SIGTERM"
+        return "Ctrl-C"
 
 
 def run_suite(config_path: str, opts: SuiteOptions, out: TextIO | None = None) -> int:
     out = sys.stdout if out is None else out
+    with Interrupts() as interrupts:
+        return _run_suite(config_path, opts, out, interrupts)
+
+
+def _run_suite(config_path: str, opts: SuiteOptions, out: TextIO, interrupts: Interrupts) -> int:
     full = load_config(config_path)
     cfg = full.select(opts.engines)
     plans = P.scenario_plans(cfg, opts.quick)
@@ -107,13 +145,40 @@ def run_suite(config_path: str, opts: SuiteOptions, out: TextIO | None = None) -
             gpu=gpus,
         )
         validation = Validation(allow_unfair=opts.allow_unfair)
-    manifest.doc["sessions"].append(
-        {"started_at": now_iso(), "engines": cfg.engine_names, "argv": sys.argv[1:]}
-    )
+    session: dict[str, Any] = {
+        "started_at": now_iso(),
+        "engines": cfg.engine_names,
+        "argv": sys.argv[1:],
+    }
+    stopped = stop_leftovers(out)
+    if stopped:
+        session["leftovers_stopped"] = stopped
+    manifest.doc["sessions"].append(session)
     manifest.save()
     validation.out = out
-    runner = SuiteRunner(cfg, plans, rd, manifest, validation, opts, out)
+    runner = SuiteRunner(
+        cfg,
+        plans,
+        rd,
+        manifest,
+        validation,
+        opts,
+        out,
+        interrupts=interrupts,
+        config_path=config_path,
+    )
     return runner.run()
+
+
+def stop_leftovers(out: TextIO) -> list[str]:
+    """Before anything starts: stop the servers of earlier suites that died without stopping
+    them (``sonic.suite.leftovers``), one line each."""
+    from sonic.suite import leftovers
+
+    lines = [x.line() for x in leftovers.reap()]
+    for line in lines:
+        print(f"sonic suite: {line}", file=out, flush=True)
+    return lines
 
 
 def print_plan(cfg: SuiteConfig, plans: list[P.ScenarioPlan], quick: bool, out: TextIO) -> None:
@@ -179,6 +244,9 @@ class SuiteRunner:
     engine_failures: int = 0
     total_runs: int = 0
     done_runs: int = 0
+    interrupts: Interrupts = field(default_factory=Interrupts)
+    config_path: str = ""
+    pgids: list[int] = field(default_factory=list)  # of the servers this session started
 
     # ------------------------------------------------------------ top level
 
@@ -186,33 +254,68 @@ class SuiteRunner:
         self.say(f"sonic suite {self.cfg.name}: results in {self.rd.root}")
         interrupted = False
         failed: BaseException | None = None
-        with sigterm_as_interrupt():
-            try:
-                self.validate()
-                for e in self.cfg.engines:
-                    self.run_engine(e)
-            except KeyboardInterrupt:
-                interrupted = True
-                self.say("interrupted: the current server was stopped; finished runs are kept")
-            except BaseException as exc:  # recorded, then re-raised below
-                failed = exc
-            finally:
-                with signals_deferred():
-                    self.finish(interrupted, failed)
+        try:
+            self.interrupts.phase = "setup"
+            self.validate()
+            self.interrupts.check()  # the client self-check takes a Ctrl-C as "stop the check"
+            for e in self.cfg.engines:
+                self.run_engine(e)
+        except KeyboardInterrupt:
+            interrupted = True
+        except BaseException as exc:  # recorded, then re-raised below
+            failed = exc
+        try:
+            with signals_deferred():
+                stop_all()  # normally none left: run_engine stops its own
+                self.finish(interrupted, failed)
+        except KeyboardInterrupt:
+            interrupted = True  # during the cleanup, which has finished: stop here
         if failed is not None:
             raise failed
-        code = self.build_report()
+        if interrupted:
+            self.summary()
+            self.say_interrupted()
+            return EXIT_INTERRUPTED
+        self.interrupts.phase = "report"
+        self.say("report: writing summary.md, report.html and plots")
+        try:
+            code = self.build_report()
+        except KeyboardInterrupt:
+            self.say_interrupted()
+            return EXIT_INTERRUPTED
+        self.summary()
+        if self.engine_failures or self.counts["failed"]:
+            return 1
+        return code
+
+    def summary(self) -> None:
         self.say(
             f"{self.counts['ok']} runs ok, {self.counts['partial']} partial, "
             f"{self.counts['failed']} failed"
             + (f", {self.engine_failures} engine(s) failed" if self.engine_failures else "")
             + f"; results in {self.rd.root}"
         )
-        if interrupted:
-            return EXIT_INTERRUPTED
-        if self.engine_failures or self.counts["failed"]:
-            return 1
-        return code
+
+    def say_interrupted(self) -> None:
+        """One line on stderr: what was cut short, what is kept, how to go on."""
+        from sonic.suite.lifecycle import group_members
+
+        kept = len(self.manifest.finished(self.rd.root))
+        left = [pid for pgid in self.pgids for pid in group_members(pgid)]
+        servers = f"server processes still running: {left}" if left else "no server is left running"
+        if self.interrupts.during == "report":
+            todo = f"build the report with `sonic report {self.rd.root}`"
+        else:
+            resume = ["sonic", "suite", "run", self.config_path or "SUITE.toml"]
+            resume += ["--resume", str(self.rd.root)] + (["--quick"] if self.opts.quick else [])
+            todo = f"continue with `{shlex.join(resume)}`"
+        print(
+            f"sonic suite: interrupted by {self.interrupts.name} during "
+            f"{self.interrupts.during or self.interrupts.phase}; {servers}, "
+            f"{kept} finished run(s) are kept in {self.rd.root}; {todo}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -351,12 +454,15 @@ class SuiteRunner:
             + ("external at " + session.url if e.external else f"starting on {session.url}")
             + f" ({len(todo)} runs)"
         )
+        self.interrupts.phase = f"the start of engine {e.name}"
         try:
             try:
                 session.launch_process()
                 if session.server is not None:
                     entry["pid"] = session.server.pid
                     entry["pgid"] = session.server.pgid
+                    self.pgids.append(session.server.pid)
+                    self.interrupts.phase = f"the health wait of engine {e.name}"
                 self.manifest.save()
                 session.wait()
             except EngineFailed as exc:
@@ -372,6 +478,7 @@ class SuiteRunner:
                 self.fail_engine(entry, e, str(exc), exc.log_tail)
                 return
             self.engine_ready(session, entry)
+            self.interrupts.phase = f"the runs of engine {e.name}"
             for run in todo:
                 if not session.alive():
                     code = session.server.exit_code() if session.server else None
@@ -400,6 +507,7 @@ class SuiteRunner:
             raise
         finally:
             if session.server is not None:
+                self.interrupts.phase = f"the stop of engine {e.name}"
                 stop = session.stop()
                 entry["stop"] = stop
                 entry["stopped_at"] = now_iso()

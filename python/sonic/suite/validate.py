@@ -419,6 +419,7 @@ def client_signature(args: Any, wl: Workload) -> dict[str, Any]:
         "sampling": sampling,
         "max_tokens": wl.max_tokens_summary(),
         "seed": args.dataset.seed,
+        "history": args.traffic.history,
     }
 
 
@@ -433,6 +434,10 @@ _FIELD_TEXT = {
         "set output_len / max_output_len for the scenario, not per engine",
     ),
     "seed": ("seeds differ", "one seed for the whole suite"),
+    "history": (
+        "sessions carry different histories (--history dataset vs live)",
+        "use one history mode for every engine",
+    ),
 }
 
 

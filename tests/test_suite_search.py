@@ -1,0 +1,140 @@
+"""Search scenarios in suite files, and capacities and their ratios in a results directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sonic.errors import SonicError
+from sonic.report.capacity import ratios, read_searches
+from sonic.suite import plan as P
+from sonic.suite.config import load_config
+
+SUITE = """
+[suite]
+name = "t"
+tokenizer = "tok"
+
+[engines.a]
+preset = "sim"
+
+[engines.b]
+preset = "sim"
+
+[scenarios.sweep]
+dataset = "random"
+input_len = 32
+output_len = 8
+
+[scenarios.capacity]
+kind = "search"
+dataset = "random"
+input_len = 32
+output_len = 8
+num_prompts = 40
+slo = "ttft:p99<=200ms,tpot:p50<=10ms"
+search_over = "concurrency"
+search_start = 4
+confirm_repeats = 1
+"""
+
+
+def _load(tmp_path: Path, text: str):
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_search_scenario_parses_into_a_search_plan(tmp_path):
+    cfg = _load(tmp_path, SUITE)
+    scen = {s.name: s for s in cfg.scenarios}
+    assert scen["sweep"].search is None
+    search = scen["capacity"].search
+    assert search is not None and search.slo == "ttft:p99<=200ms,tpot:p50<=10ms"
+    spec = search.spec()
+    assert (spec.over, spec.start, spec.minimum, spec.confirm_repeats) == (
+        "concurrency",
+        4.0,
+        1.0,
+        1,
+    )
+    for quick in (False, True):
+        plans = P.scenario_plans(cfg, quick=quick)
+        by = {p.name: p for p in plans}
+        assert by["capacity"].is_search and list(by["capacity"].points()) == []
+        runs = P.runs_for(cfg.engines[0], plans)
+        assert {r.scenario for r in runs} == {"sweep"}
+        searches = P.searches_for(cfg.engines[0], plans)
+        assert [s.id for s in searches] == ["a/capacity/search"]
+        assert searches[0].rel_dir == "runs/a/capacity/search"
+    assert by["capacity"].num_prompts == cfg.quick.num_prompts  # quick shrinks each probe
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ('slo = "ttft:p99<=5ms"\n', "scenarios.sweep.slo"),  # search keys only in a search
+    ],
+)
+def test_search_keys_in_a_sweep_are_refused(tmp_path, extra, words):
+    text = SUITE.replace(
+        "output_len = 8\n\n[scenarios.capacity]", f"output_len = 8\n{extra}\n[scenarios.capacity]"
+    )
+    with pytest.raises(SonicError, match=words):
+        _load(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('slo = "ttft:p99<=200ms,tpot:p50<=10ms"\n', "", "a search needs its SLOs"),
+        ('slo = "ttft:p99<=200ms', 'slo = "ttft:p101<=200ms', "between p0 and p100"),
+        ('kind = "search"', 'kind = "serch"', "did you mean"),
+        ("confirm_repeats = 1", "confirm_repeats = 1\nrequest_rates = [1, 2]", "chooses its loads"),
+        ("confirm_repeats = 1", "confirm_repeats = 1\nrepeats = 2", "use confirm_repeats"),
+        ("search_start = 4", "search_start = 4\nsearch_max = 2", "search_min <= search_start"),
+        ('search_over = "concurrency"', 'search_over = "tokens"', "expected one of rate"),
+    ],
+)
+def test_bad_search_scenarios_name_the_key(tmp_path, old, new, words):
+    assert old in SUITE
+    with pytest.raises(SonicError, match=words):
+        _load(tmp_path, SUITE.replace(old, new))
+
+
+def _write_search(root: Path, engine: str, capacity: float, samples: list[float]) -> None:
+    d = root / "runs" / engine / "capacity" / "search"
+    d.mkdir(parents=True)
+    doc = {
+        "status": "found",
+        "capacity": capacity,
+        "capacity_ci": [min(samples), max(samples)],
+        "capacity_unit": "req/s",
+        "slo_text": "p99 TTFT ≤ 500 ms",
+        "probes": [{}] * 7,
+        "capacity_samples": samples,
+    }
+    (d / "search.json").write_text(json.dumps(doc))
+
+
+def test_capacity_ratio_and_its_ci(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_search(tmp_path, "max", 18.0, list(rng.choice([16.0, 18.0], 1000)))
+    _write_search(tmp_path, "vllm", 10.0, list(rng.choice([9.0, 10.0], 1000)))
+    _write_search(tmp_path, "same", 17.0, list(rng.choice([16.0, 18.0], 1000)))
+    found = read_searches(tmp_path)
+    assert [(c.engine, c.capacity, c.probes) for c in found] == [
+        ("max", 18.0, 7),
+        ("same", 17.0, 7),
+        ("vllm", 10.0, 7),
+    ]
+    by = {(r.better, r.other): r for r in ratios(found)}
+    r = by[("max", "vllm")]
+    assert r.ratio == pytest.approx(1.8) and r.significant
+    assert 16 / 10 <= r.ci[0] <= r.ratio <= r.ci[1] <= 18 / 9
+    assert r.text().startswith("max carries 1.80× [")
+    tie = by[("max", "same")]
+    assert not tie.significant and "no significant difference" in tie.text()
