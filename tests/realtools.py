@@ -34,12 +34,16 @@ TELEMETRY_KEYS = (
 )
 TELEMETRY_PREFIXES = ("spec_decode_",)
 # `max benchmark` writes the statistics of its per-turn cached-token rates only when the server
-# reported cached tokens in its usage (`prompt_tokens_details.cached_tokens`: the sim does on
-# chat, where the tool asks for usage). sonic's client does not read cached tokens (a documented
-# difference, sonic.dialects.max_benchmark), and omits a statistic without samples as the tool
-# does, so these keys never appear in sonic's document.
+# reported usage (the sim does on chat, where the tool asks for it), and their confidence
+# interval only when the mean is positive: whether some prompt was served from the sim's prefix
+# cache depends on what ran before (test prompts, warm-ups, a flush), which differs between
+# the tool and sonic. sonic writes the same keys by the same rule from the usage it read, so
+# they are compared when both documents have them.
 CACHED_TOKEN_KEYS = tuple(
     f"{stat}_per_turn_cached_token_rate" for stat in ("mean", "std", "median", "p90", "p95", "p99")
+) + tuple(
+    f"per_turn_cached_token_rate_{k}"
+    for k in ("ci_lower", "ci_upper", "ci_relative_width", "confidence", "sample_size")
 )
 # result_groups entries compared by presence only: cache_stats holds the cached-token rates above.
 SKIPPED_GROUPS = ("cache_stats",)

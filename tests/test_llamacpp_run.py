@@ -211,3 +211,76 @@ num_prompts = 12
         running[run["engine"]] = gauges["running"]["max"]
     assert running["slots-1"] <= 1 < running["slots-4"], running
     assert "slots-4" in (d / "summary.md").read_text()
+
+
+def test_multi_turn_sessions_reuse_the_engines_prompt_cache(
+    start_llama_server, smollm2_tokenizer_dir, tmp_path
+):
+    """Sessions on a real engine: one slot, one session at a time, so each turn finds the
+    previous turn's prompt in llama.cpp's slot cache. A long first turn (10 × 24 tokens) and
+    short later turns (24 new tokens on top of the cached history) make the later turns'
+    TTFT lower, and the engine's own usage reports the cached prompt tokens."""
+    server = start_llama_server(parallel=1, ctx=4096)
+    try:
+        cp = run_sonic(
+            "--backend", "llama.cpp", "--base-url", server.url,
+            "--tokenizer", str(smollm2_tokenizer_dir),
+            "--dataset-name", "random", "--random-input-len", "24", "--random-output-len", "8",
+            "--num-chat-sessions", "4", "--random-num-turns", "3",
+            "--random-first-turn-ratio", "10", "--max-concurrent-conversations", "1",
+            "--ignore-eos", "--temperature", "0", "--seed", "3", "--disable-tqdm",
+            "--max-concurrency", "1", "--request-rate", "inf", "--cache-salt", "none",
+            "--save-result", "--save-detailed",
+            "--result-dir", str(tmp_path), "--result-filename", "s.json",
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert cp.returncode == 0, cp.stderr
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["completed"] == 12 and doc["failed"] == 0, [e for e in doc["errors"] if e]
+    section = doc["sonic"]["workload"]
+    by_turn = {t["turn"]: t for t in section["by_turn"]}
+    assert set(by_turn) == {0, 1, 2} and all(t["completed"] == 4 for t in by_turn.values())
+    first, later = by_turn[0]["ttft_mean_ms"], [by_turn[k]["ttft_mean_ms"] for k in (1, 2)]
+    assert max(later) < first, (first, later)
+    # The engine's own account of its cache: a share of the prompts was served from it.
+    assert section["reported_cached_prompt_share"] is not None, cp.stdout
+    assert section["reported_cached_prompt_share"] > 0.3, section
+    assert section["expected_prefix_reuse"]["by_block_size"]
+    lines = _raw(tmp_path / "s.json")
+    assert any(ln["usage"].get("cached_tokens", 0) > 0 for ln in lines if ln["turn_index"] > 0)
+
+
+def test_capacity_search_finds_the_engines_slot_count(
+    start_llama_server, smollm2_tokenizer_dir, tmp_path
+):
+    """`sonic search` on a real engine: with 2 slots, a third request in flight waits for a
+    whole answer before its first token. An SLO on p90 TTFT halfway between one prompt's
+    processing and a whole answer therefore holds at concurrency 2 and fails above it."""
+    server = start_llama_server(parallel=2, ctx=2048)
+    flags = [
+        "--backend", "llama.cpp", "--base-url", server.url,
+        "--tokenizer", str(smollm2_tokenizer_dir), *COMMON[:-2], "--random-output-len", "32",
+        "--temperature", "0", "--skip-test-prompt",
+    ]  # fmt: skip
+    try:
+        cp = run_sonic(
+            *flags, "--num-prompts", "6", "--request-rate", "inf", "--max-concurrency", "1",
+            "--save-result", "--result-dir", str(tmp_path), "--result-filename", "c1.json",
+        )  # fmt: skip
+        assert cp.returncode == 0, cp.stderr
+        one = json.loads((tmp_path / "c1.json").read_text())
+        # Half of one answer's decoding (31 inter-token gaps) on top of one prompt's TTFT.
+        limit_ms = one["median_ttft_ms"] + 0.5 * 31 * one["median_tpot_ms"]
+        cp = run_sonic(
+            "search", *flags, "--num-prompts", "24", "--max-concurrency", "1",
+            "--search-over", "concurrency", "--slo", f"ttft:p90<={limit_ms:.1f}ms",
+            "--confirm-repeats", "1", "--search-dir", str(tmp_path / "s"),
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    state = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert state["status"] == "found" and state["capacity"] == 2, cp.stdout
+    met = {p["load"]: p["verdict"]["met"] for p in state["probes"]}
+    assert met[1.0] and met[2.0] and not met[4.0]

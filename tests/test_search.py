@@ -227,7 +227,15 @@ def test_interrupted_search_resumes_where_it_stopped(batching_sim, tmp_path):
         "--num-prompts", "40", "--slo", "tpot:p50<=10.5ms", "--search-over", "concurrency",
         "--max-concurrency", "2", "--confirm-repeats", "1", "--search-dir", str(out),
     ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a shell without job control starts background jobs
+    # (such as this test run) with SIGINT ignored, and Python then never raises Ctrl-C.
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         state_file = out / "search.json"

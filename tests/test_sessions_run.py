@@ -110,3 +110,31 @@ def test_bad_history_is_a_one_line_error():
     assert proc.stderr.strip().splitlines() == [
         "sonic run: error: --history: expected one of dataset, live, got 'remembered'"
     ]
+
+
+def test_max_benchmark_keys_carry_cached_token_rates_and_sessions(exact_sims, tmp_path):
+    """MAX's cache keys from the engine's usage, computed as the tool computes them: a first
+    turn hits nothing (each session's prompt is its own), later turns hit their history;
+    request records name their session and turn."""
+    proc = _synthetic(exact_sims[1], tmp_path, "--cache-salt", "none")
+    assert proc.returncode == 0, proc.stderr
+    doc = _result(tmp_path)
+    lines = _lines(tmp_path)
+    cached = [x["usage"]["cached_tokens"] for x in lines]
+    prompt = [x["usage"]["prompt_tokens"] for x in lines]
+    assert doc["global_cached_token_rate"] == pytest.approx(sum(cached) / doc["total_input_tokens"])
+    # One rate per request ("turn"): 0 on first turns, most of the prompt on later ones.
+    rates = sorted(doc["per_turn_cached_token_rates"])
+    assert rates == pytest.approx(sorted(c / p for c, p in zip(cached, prompt)))
+    # (MAX's untimed test prompt, the first session's first turn, leaves that one cached.)
+    first = [c for c, x in zip(cached, lines) if x["turn_index"] == 0]
+    assert sorted(first)[:4] == [0] * 4 and rates[-1] > 0.5
+    assert doc["mean_per_turn_cached_token_rate"] == pytest.approx(100 * sum(rates) / len(rates))
+    assert doc["per_turn_cached_token_rate_sample_size"] == 15
+    group = doc["result_groups"]["cache_stats"]["per_turn_cached_token_rate"]
+    assert group["unit"] == "%" and group["confidence_info"]["sample_size"] == 15
+    assert sorted(s["cached_tokens"] for s in doc["aggregate_server_stats"]) == sorted(cached)
+    records = doc["request_records"]
+    assert {(r["session_id"], r["turn_index"]) for r in records} == {
+        (str(x["session_index"]), x["turn_index"]) for x in lines
+    }

@@ -128,8 +128,19 @@ def test_sim_demo_quick_writes_manifest_runs_and_validation(demo):
         assert e["version"]
     assert_groups_gone(doc)
 
-    # Every engine x scenario x rate ran once, each result written where the manifest says.
-    runs = doc["runs"]
+    # The capacity scenario: one search per engine, its probes listed as runs; decode-heavy
+    # work within a TPOT bound favours fast-decode.
+    searches = {s["engine"]: s for s in doc["searches"].values()}
+    assert {e: s["status"] for e, s in searches.items()} == {
+        "fast-decode": "found",
+        "fast-prefill": "found",
+    }
+    assert searches["fast-decode"]["capacity"] > 2 * searches["fast-prefill"]["capacity"]
+    probes = [r for r in doc["runs"] if r.get("search")]
+    assert probes and all(r["status"] == "ok" and (d / r["file"]).is_file() for r in probes)
+    assert "capacity · capacity: fast-decode [SIMULATED] carries" in cp.stdout
+    # Every engine x sweep scenario x rate ran once, each result written where the manifest says.
+    runs = [r for r in doc["runs"] if not r.get("search")]
     assert len(runs) == 2 * 2 * 2
     for r in runs:
         assert r["status"] == "ok", r
@@ -150,7 +161,7 @@ def test_sim_demo_quick_writes_manifest_runs_and_validation(demo):
     for name, w in doc["workloads"].items():
         assert w["identical"] is True
         assert set(w["fingerprints"]) == {"fast-decode", "fast-prefill"}
-        assert {r["fingerprint"] for r in runs if r["scenario"] == name} == set(
+        assert {r["fingerprint"] for r in doc["runs"] if r["scenario"] == name} == set(
             w["fingerprints"].values()
         )
     validation = json.loads((d / "validation.json").read_text())
@@ -184,7 +195,7 @@ def test_resume_skips_finished_runs(demo):
     assert len(ran) == 1, cp.stdout
     assert (d / lost["file"]).is_file()
     other = "fast-prefill" if lost["engine"] == "fast-decode" else "fast-decode"
-    assert f"engine {other}: all 4 runs already finished; not started" in cp.stdout
+    assert f"engine {other}: all 4 runs and 1 search already finished; not started" in cp.stdout
     assert_groups_gone(manifest(d))
 
 
@@ -449,5 +460,5 @@ def test_dry_run_starts_nothing(tmp_path):
     cp = sonic("suite", "run", str(DEMO), "--quick", "--dry-run", "--output-dir", str(tmp_path))
     assert cp.returncode == 0, cp.stderr
     assert "-m sonic sim" in cp.stdout and "--profile fast-decode" in cp.stdout
-    assert "8 runs; nothing was started" in cp.stdout
+    assert "8 runs and 2 capacity searches; nothing was started" in cp.stdout
     assert list(tmp_path.iterdir()) == []

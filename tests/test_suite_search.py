@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simproc import run_sonic
 from sonic.errors import SonicError
 from sonic.report.capacity import ratios, read_searches
 from sonic.suite import plan as P
@@ -70,7 +71,9 @@ def test_search_scenario_parses_into_a_search_plan(tmp_path):
         searches = P.searches_for(cfg.engines[0], plans)
         assert [s.id for s in searches] == ["a/capacity/search"]
         assert searches[0].rel_dir == "runs/a/capacity/search"
-    assert by["capacity"].num_prompts == cfg.quick.num_prompts  # quick shrinks each probe
+        # A probe must outnumber the load it tests: quick mode keeps the search's own size.
+        assert by["capacity"].num_prompts == 40 != cfg.quick.num_prompts
+        assert by["sweep"].num_prompts == (cfg.quick.num_prompts if quick else 100)
 
 
 @pytest.mark.parametrize(
@@ -138,3 +141,109 @@ def test_capacity_ratio_and_its_ci(tmp_path):
     assert r.text().startswith("max carries 1.80× [")
     tie = by[("max", "same")]
     assert not tie.significant and "no significant difference" in tie.text()
+
+
+# ------------------------------------------------------------------ a suite that searches
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizer"
+# Two sims whose decode step costs 2 ms + c × per-seq: TPOT(c) = 2 + c·per_seq ms, so within a
+# TPOT p50 of 10.5 ms engine "slow" carries c = 8 and "fast" (half the per-seq cost) c = 17.
+SEARCH_SUITE = f"""
+[suite]
+name = "cap"
+tokenizer = "{TOKENIZER}"
+temperature = 0.0
+ignore_eos = true
+
+[engines.slow]
+preset = "sim"
+args = ["--step-base-ms", "2", "--decode-us-per-seq", "1000", "--prefill-us-per-token", "1"]
+reset_prefix_cache = true
+
+[engines.fast]
+preset = "sim"
+args = ["--step-base-ms", "2", "--decode-us-per-seq", "500", "--prefill-us-per-token", "1"]
+reset_prefix_cache = true
+
+[scenarios.capacity]
+kind = "search"
+dataset = "random"
+input_len = 32
+output_len = 16
+num_prompts = 40
+slo = "tpot:p50<=10.5ms"
+search_over = "concurrency"
+search_start = 4
+confirm_repeats = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("suite-search")
+    path = tmp / "cap.toml"
+    path.write_text(SEARCH_SUITE)
+    out = tmp / "results"
+    cp = run_sonic("suite", "run", str(path), "--output-dir", str(out))
+    dirs = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
+    return path, cp, (dirs[0] if len(dirs) == 1 else None)
+
+
+def test_a_suite_search_finds_each_engines_capacity_and_their_ratio(searched):
+    _, cp, d = searched
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    assert "Traceback" not in cp.stderr and d is not None
+    doc = json.loads((d / "manifest.json").read_text())
+    found = {s["engine"]: s for s in doc["searches"].values()}
+    assert set(found) == {"slow", "fast"}
+    for name, expected in (("slow", 8), ("fast", 17)):
+        s = found[name]
+        assert s["status"] == "found" and abs(s["capacity"] - expected) <= 1, s
+        assert s["unit"] and "TPOT" in s["slo"] and s["answer"]
+        assert (d / s["file"]).is_file()
+    # Every probe is a run of the manifest, with its result file, marked with its search.
+    probes = [r for r in doc["runs"] if r.get("search")]
+    assert {r["engine"] for r in probes} == {"slow", "fast"}
+    for r in probes:
+        assert r["status"] == "ok" and (d / r["file"]).is_file()
+        assert r["request_rate"] == "inf" and r["max_concurrency"] >= 1
+    # The console names each engine's answer; summary and report carry the ratio.
+    assert cp.stdout.count("search: capacity") >= 2 or "capacity" in cp.stdout
+    summary = (d / "summary.md").read_text()
+    assert "fast" in summary and "slow" in summary and "×" in summary, summary
+    html = (d / "report.html").read_text()
+    assert "capacity" in html.lower()
+
+
+def test_probes_are_rows_of_load_results(searched):
+    from sonic.analysis import load_results
+
+    _, cp, d = searched
+    assert cp.returncode == 0 and d is not None
+    df = load_results(d)
+    probes = df[df["search"].notna()]
+    assert set(probes["engine"]) == {"slow", "fast"}
+    assert (probes["status"] == "ok").all()
+    assert probes["max_concurrency"].notna().all() and probes["median_tpot_ms"].notna().all()
+
+
+def test_a_finished_search_is_not_rerun_on_resume(searched):
+    path, cp, d = searched
+    assert cp.returncode == 0 and d is not None
+    state = {p: p.stat().st_mtime_ns for p in d.glob("runs/*/capacity/search/search.json")}
+    assert len(state) == 2
+    again = run_sonic("suite", "run", str(path), "--resume", str(d))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("already finished; not started") == 2, again.stdout
+    assert {p: p.stat().st_mtime_ns for p in state} == state
+
+
+def test_dry_run_describes_the_search(tmp_path):
+    path = tmp_path / "cap.toml"
+    path.write_text(SEARCH_SUITE)
+    cp = run_sonic("suite", "run", str(path), "--dry-run")
+    assert cp.returncode == 0, cp.stderr
+    assert "capacity search over concurrency from 4" in cp.stdout
+    assert "SLO tpot:p50<=10.5ms" in cp.stdout
+    assert "0 runs and 2 capacity searches" in cp.stdout

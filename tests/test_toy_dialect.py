@@ -267,6 +267,8 @@ def test_whole_run_through_the_toy(toy, tmp_path, capsys, monkeypatch):
     # Its body reached the server: the client sent min_tokens, and the sim, which would end
     # each response after ~1 token, produced at least MIN_TOKENS (below max_tokens: EOS, so
     # ignore_eos was off as the toy's policy says for chat).
+    # The runs sent to the sim (the self-calibration's go to its own embedded sim).
+    configs = [c for c in configs if c.base_url == url]
     assert len(configs) == 2  # no test prompt: toy's test_prompt_default is False
     body = configs[0].body
     assert body.fields["min_tokens"] == MIN_TOKENS and body.fields["temperature"] == 0.5

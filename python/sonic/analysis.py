@@ -51,6 +51,7 @@ ID_COLUMNS = (
     "error",
     "run_id",
     "file",
+    "search",  # the capacity search a probe belongs to (its id); None for a sweep's runs
 )
 # Checks on the run itself: requests that stopped before max_tokens although ignore_eos was
 # sent (the engine did not honour it; NaN where the result does not say).
@@ -60,7 +61,25 @@ CHECK_COLUMNS = ("eos_not_honoured",)
 # the statistics invalidated on their own (e.g. p99_ttft_ms from too few requests); the lists
 # are comma-joined.
 VALIDITY_COLUMNS = ("validity", "validity_reasons", "invalid_because", "invalid_metrics")
-RESULT_COLUMNS = ID_COLUMNS + SCALAR_COLUMNS + CHECK_COLUMNS + VALIDITY_COLUMNS + LATENCY_COLUMNS
+# Sessions and trace runs (``sonic.workload``; NaN for plain prompts): the share of prompt
+# tokens that an unbounded prefix cache could serve (the finest block size the result lists),
+# the engine's prefix-cache hit rate from its /metrics counters, the share of prompt tokens its
+# responses' usage said were cached, and mean TTFT of first turns and of later turns.
+WORKLOAD_COLUMNS = (
+    "expected_prefix_reuse",
+    "measured_prefix_cache_hit_rate",
+    "reported_cached_prompt_share",
+    "first_turn_ttft_ms",
+    "later_turns_ttft_ms",
+)
+RESULT_COLUMNS = (
+    ID_COLUMNS
+    + SCALAR_COLUMNS
+    + CHECK_COLUMNS
+    + VALIDITY_COLUMNS
+    + LATENCY_COLUMNS
+    + WORKLOAD_COLUMNS
+)
 REQUEST_COLUMNS = (
     "engine",
     "scenario",
@@ -106,6 +125,7 @@ class RunEntry:
     run_id: str
     simulated: bool = False
     interrupted: bool = False
+    search: str | None = None
 
 
 # ------------------------------------------------------------------ directory reading
@@ -209,6 +229,7 @@ def _entry_from_manifest(root: Path, run: dict[str, Any]) -> RunEntry:
         run_id=str(run.get("id") or f"{engine}/{scenario}/rate-{rate}_conc-{conc}_rep-{rep}"),
         simulated=bool(run.get("simulated")),
         interrupted=bool(run.get("interrupted")),
+        search=run.get("search"),
     )
 
 
@@ -295,8 +316,11 @@ def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
         "error": entry.error,
         "run_id": entry.run_id,
         "file": str(entry.file) if entry.file else None,
+        "search": entry.search,
     }
-    row.update(dict.fromkeys(SCALAR_COLUMNS + CHECK_COLUMNS + LATENCY_COLUMNS, math.nan))
+    row.update(
+        dict.fromkeys(SCALAR_COLUMNS + CHECK_COLUMNS + LATENCY_COLUMNS + WORKLOAD_COLUMNS, math.nan)
+    )
     row.update({"validity": None, "validity_reasons": "", "invalid_because": ""})
     row["invalid_metrics"] = ""
     if entry.file is None or not entry.file.is_file():
@@ -324,7 +348,31 @@ def _result_row(entry: RunEntry, manifest_sim: set[str]) -> dict[str, Any]:
     if isinstance(lengths, dict) and isinstance(lengths.get("short"), int):
         row["eos_not_honoured"] = lengths["short"] if lengths.get("ignore_eos") else 0
     row.update(_validity_columns(sonic.get("validity")))
+    row.update(_workload_columns(sonic.get("workload")))
     return row
+
+
+def _workload_columns(doc: Any) -> dict[str, Any]:
+    """The WORKLOAD_COLUMNS of a result's ``sonic.workload`` (nothing for plain prompts)."""
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, Any] = {}
+    sizes = (doc.get("expected_prefix_reuse") or {}).get("by_block_size") or {}
+    if sizes:
+        finest = min(sizes, key=lambda k: int(k))
+        out["expected_prefix_reuse"] = sizes[finest].get("share", math.nan)
+    for key in ("measured_prefix_cache_hit_rate", "reported_cached_prompt_share"):
+        if isinstance(doc.get(key), (int, float)):
+            out[key] = float(doc[key])
+    turns = [t for t in doc.get("by_turn") or [] if t.get("ttft_mean_ms") is not None]
+    first = [t for t in turns if t.get("turn") == 0]
+    later = [t for t in turns if t.get("turn", 0) > 0 and t.get("completed")]
+    if first:
+        out["first_turn_ttft_ms"] = float(first[0]["ttft_mean_ms"])
+    if later:
+        n = sum(t["completed"] for t in later)
+        out["later_turns_ttft_ms"] = sum(t["ttft_mean_ms"] * t["completed"] for t in later) / n
+    return out
 
 
 def _validity_columns(doc: Any) -> dict[str, Any]:

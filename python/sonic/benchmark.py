@@ -356,6 +356,7 @@ def _without_sessions(config):
     return replace(
         config,
         sessions=None,
+        history="dataset",
         max_concurrent_sessions=None,
         cache_salt=None,
         session_id_as_cache_salt=False,
@@ -374,6 +375,8 @@ def send_test_prompt(args: RunArgs, config, samples) -> None:
     deadline = time.monotonic() + max(tr.ready_check_timeout_s, 0.0)
     while True:
         records = client.run(_untimed(config, samples, n), progress=False)
+        if records.cancelled:  # Ctrl-C before the measured run: stop, nothing was measured
+            raise KeyboardInterrupt
         errors = [e for e in records.error if e is not None]
         if not errors:
             return
@@ -660,6 +663,7 @@ def _workload_section(args: RunArgs, samples, tokenizer, telemetry, records, met
     from sonic.workloads.section import (
         WorkloadSection,
         measured_hit_rate,
+        reported_cached_share,
         session_stats,
         turn_stats,
     )
@@ -674,6 +678,7 @@ def _workload_section(args: RunArgs, samples, tokenizer, telemetry, records, met
         measured_hit_rate(telemetry),
         by_turn=turn_stats(records, metrics.requests) if sessions else [],
         sessions=session_stats(records, metrics.requests) if sessions else {},
+        reported_cached_share=reported_cached_share(records),
     )
 
 

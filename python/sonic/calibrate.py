@@ -92,6 +92,8 @@ def _measure(url: str, streams: int, spec: CalibrationSpec) -> Accuracy:
     )
     cpu0 = time.process_time()
     rec = client.run(config)
+    if rec.cancelled:  # the user's Ctrl-C, not the calibration's business to absorb
+        raise KeyboardInterrupt
     cpu = time.process_time() - cpu0
     ok = rec.success
     ttft_err: list[float] = []

@@ -288,6 +288,10 @@ def run(
     if bar is not None:
         bar.close(handle.poll())
     records = to_records(raw)
+    # A Ctrl-C that came after the last request went out cancels nothing in the core, but the
+    # user still asked to stop: the run says it was interrupted, so a caller (a search, a
+    # suite) stops too instead of starting the next run.
+    records.cancelled = records.cancelled or interrupts > 0
     if stopped is not None:
         records.extra["stopped_early"] = stopped
     return records

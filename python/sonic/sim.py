@@ -38,6 +38,10 @@ class SimOptions:
     ttft_ms: float | None = None
     itl_ms: float | None = None
     output_len: int | None = None
+    exact_prefill_us_per_token: float = 0.0
+    enable_prefix_caching: bool = True
+    prefix_block_size: int = 16
+    prefix_cache_blocks: int | None = None
     fail_500: float = 0.0
     fail_429: float = 0.0
     fail_reset: float = 0.0

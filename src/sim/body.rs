@@ -20,7 +20,7 @@ use super::conn::ConnCtl;
 use super::faults::Fault;
 use super::metrics::{Finish, Metrics};
 use super::rng::SplitMix;
-use super::sse::Template;
+use super::sse::{Template, Usage};
 use super::tokenizer::Vocab;
 
 /// Where a request's tokens come from.
@@ -66,6 +66,8 @@ pub struct Generation {
     pub n_tokens: u32,
     pub finish: Finish,
     pub prompt_tokens: u64,
+    /// Prompt tokens served from the prefix cache (set after `new`; 0 without a cache).
+    pub cached_tokens: u64,
     pub rng: SplitMix,
     pub vocab: Arc<Vocab>,
     pub metrics: Arc<Metrics>,
@@ -95,6 +97,7 @@ impl Generation {
             n_tokens,
             finish,
             prompt_tokens,
+            cached_tokens: 0,
             rng,
             vocab,
             metrics,
@@ -125,6 +128,15 @@ impl Generation {
             self.metrics.success(self.finish);
         }
         self.rng.below(self.vocab.len())
+    }
+
+    /// The response's usage once `completion` tokens were generated.
+    pub fn usage(&self, completion: u32) -> Usage {
+        Usage {
+            prompt: self.prompt_tokens,
+            completion: u64::from(completion),
+            cached: self.cached_tokens,
+        }
     }
 
     /// Wait for all tokens (non-streaming); the text, or None if the engine went away.
@@ -223,9 +235,7 @@ impl TokenStream {
                     let k = self.sent;
                     if k == self.gen.n_tokens {
                         self.phase = Phase::End;
-                        let usage = self
-                            .include_usage
-                            .then_some((self.gen.prompt_tokens, u64::from(k)));
+                        let usage = self.include_usage.then(|| self.gen.usage(k));
                         return Poll::Ready(Some(self.tpl.tail(usage)));
                     }
                     match self.gen.source.poll_token(cx, k) {

@@ -96,6 +96,10 @@ pub struct Metrics {
     generation_tokens: AtomicU64,
     success_stop: AtomicU64,
     success_length: AtomicU64,
+    prefix_queries: AtomicU64,
+    prefix_hits: AtomicU64,
+    session_requests: AtomicU64,
+    sessions_seen: AtomicU64,
     pub ttft: Histogram,
     pub itl: Histogram,
     pub e2e: Histogram,
@@ -119,6 +123,10 @@ impl Metrics {
             generation_tokens: AtomicU64::new(0),
             success_stop: AtomicU64::new(0),
             success_length: AtomicU64::new(0),
+            prefix_queries: AtomicU64::new(0),
+            prefix_hits: AtomicU64::new(0),
+            session_requests: AtomicU64::new(0),
+            sessions_seen: AtomicU64::new(0),
             ttft: Histogram::new(TTFT_BUCKETS),
             itl: Histogram::new(ITL_BUCKETS),
             e2e: Histogram::new(E2E_BUCKETS),
@@ -146,6 +154,20 @@ impl Metrics {
 
     pub fn token(&self) {
         self.generation_tokens.fetch_add(1, Relaxed);
+    }
+
+    /// One request's prefix-cache look-up, in tokens.
+    pub fn prefix_cache(&self, queried: u64, hit: u64) {
+        self.prefix_queries.fetch_add(queried, Relaxed);
+        self.prefix_hits.fetch_add(hit, Relaxed);
+    }
+
+    /// A request carrying `X-Session-ID`; `new_session` when its id was not seen before.
+    pub fn session_request(&self, new_session: bool) {
+        self.session_requests.fetch_add(1, Relaxed);
+        if new_session {
+            self.sessions_seen.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn success(&self, f: Finish) {
@@ -204,6 +226,26 @@ impl Metrics {
                 "vllm:num_preemptions_total",
                 "Cumulative number of preemptions.",
                 0,
+            ),
+            (
+                "vllm:prefix_cache_queries_total",
+                "Prefix cache queries, in terms of number of queried tokens.",
+                self.prefix_queries.load(Relaxed),
+            ),
+            (
+                "vllm:prefix_cache_hits_total",
+                "Prefix cache hits, in terms of number of cached tokens.",
+                self.prefix_hits.load(Relaxed),
+            ),
+            (
+                "sonic_sim:session_requests_total",
+                "Requests that carried an X-Session-ID header.",
+                self.session_requests.load(Relaxed),
+            ),
+            (
+                "sonic_sim:sessions_seen_total",
+                "Distinct X-Session-ID values seen.",
+                self.sessions_seen.load(Relaxed),
             ),
         ];
         for (name, help, v) in counters {
@@ -266,6 +308,8 @@ mod tests {
         m.prompt(10);
         m.token();
         m.success(Finish::Length);
+        m.prefix_cache(40, 32);
+        m.prefix_cache(10, 0);
         m.ttft.observe(Duration::from_millis(30));
         let t = m.render();
         assert!(t.contains("vllm:num_requests_waiting{model_name=\"m\\\"x\"} 3"));
@@ -277,5 +321,7 @@ mod tests {
             "vllm:time_to_first_token_seconds_bucket{model_name=\"m\\\"x\",le=\"0.02\"} 0"
         ));
         assert!(t.contains("finished_reason=\"length\"} 1"));
+        assert!(t.contains("vllm:prefix_cache_queries_total{model_name=\"m\\\"x\"} 50"));
+        assert!(t.contains("vllm:prefix_cache_hits_total{model_name=\"m\\\"x\"} 32"));
     }
 }

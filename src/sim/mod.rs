@@ -8,6 +8,7 @@ pub mod error;
 pub mod faults;
 pub mod metrics;
 pub mod options;
+pub mod prefix_cache;
 pub mod profiles;
 pub mod request;
 pub mod rng;

@@ -33,6 +33,12 @@ pub struct SimOptions {
     pub ttft_ms: Option<f64>,
     pub itl_ms: Option<f64>,
     pub output_len: Option<u32>,
+    /// Exact mode: added to the TTFT per uncached prompt token (µs); 0 keeps TTFT fixed.
+    pub exact_prefill_us_per_token: f64,
+    pub enable_prefix_caching: bool,
+    pub prefix_block_size: u32,
+    /// Capacity in blocks; None = kv_cache_tokens / prefix_block_size; 0 disables caching.
+    pub prefix_cache_blocks: Option<u64>,
     pub fail_500: f64,
     pub fail_429: f64,
     pub fail_reset: f64,
@@ -61,6 +67,10 @@ impl Default for SimOptions {
             ttft_ms: None,
             itl_ms: None,
             output_len: None,
+            exact_prefill_us_per_token: 0.0,
+            enable_prefix_caching: true,
+            prefix_block_size: 16,
+            prefix_cache_blocks: None,
             fail_500: 0.0,
             fail_429: 0.0,
             fail_reset: 0.0,
@@ -71,11 +81,27 @@ impl Default for SimOptions {
     }
 }
 
-/// Exact-timing mode: first token `ttft` after the request arrives, then one every `itl`.
+/// Exact-timing mode: first token `ttft + prefill_us_per_token × uncached prompt tokens`
+/// after the request arrives, then one every `itl`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExactTiming {
     pub ttft: Duration,
     pub itl: Duration,
+    pub prefill_us_per_token: f64,
+}
+
+impl ExactTiming {
+    /// Time from arrival to the first token of a request with `uncached` prompt tokens.
+    pub fn first_token_after(&self, uncached: u64) -> Duration {
+        self.ttft + Duration::from_secs_f64(self.prefill_us_per_token * uncached as f64 / 1e6)
+    }
+}
+
+/// The prefix cache, when enabled: block size in tokens and capacity in blocks (both >= 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixCaching {
+    pub block_size: u32,
+    pub capacity_blocks: u64,
 }
 
 /// Validated options.
@@ -92,6 +118,7 @@ pub struct Config {
     pub eos_mean_len: f64,
     pub exact: Option<ExactTiming>,
     pub output_len: Option<u32>,
+    pub prefix: Option<PrefixCaching>,
     pub faults: FaultRates,
     pub stall: Duration,
 }
@@ -199,8 +226,13 @@ impl SimOptions {
         let exact = match (self.ttft_ms, self.itl_ms) {
             (None, None) => None,
             (Some(t), Some(i)) => Some(ExactTiming {
-                ttft: Duration::from_secs_f64(non_negative("ttft_ms", t)? / 1e3),
-                itl: Duration::from_secs_f64(non_negative("itl_ms", i)? / 1e3),
+                ttft: Duration::from_secs_f64(non_negative("ttft_ms", t)?.min(1e12) / 1e3),
+                itl: Duration::from_secs_f64(non_negative("itl_ms", i)?.min(1e12) / 1e3),
+                prefill_us_per_token: non_negative(
+                    "exact_prefill_us_per_token",
+                    self.exact_prefill_us_per_token,
+                )?
+                .min(1e9),
             }),
             (Some(_), None) => {
                 return Err(SimError::field(
@@ -215,6 +247,20 @@ impl SimOptions {
                 ))
             }
         };
+        if exact.is_none() && self.exact_prefill_us_per_token != 0.0 {
+            return Err(SimError::field(
+                "exact_prefill_us_per_token",
+                "applies only in exact mode (with ttft_ms and itl_ms); the batching model charges prefill_us_per_token",
+            ));
+        }
+        let block_size = positive("prefix_block_size", self.prefix_block_size)?;
+        let capacity_blocks = self
+            .prefix_cache_blocks
+            .unwrap_or(engine.kv_cache_tokens / u64::from(block_size));
+        let prefix = (self.enable_prefix_caching && capacity_blocks > 0).then_some(PrefixCaching {
+            block_size,
+            capacity_blocks,
+        });
         if let Some(n) = self.output_len {
             positive("output_len", n)?;
         }
@@ -239,6 +285,7 @@ impl SimOptions {
             eos_mean_len,
             exact,
             output_len: self.output_len,
+            prefix,
             faults,
             stall: Duration::from_secs_f64(stall_s.min(1e9)),
         })
@@ -276,6 +323,42 @@ mod tests {
         assert!(err(r#"{"ttft_ms": 5}"#).contains("itl_ms"));
         assert!(err(r#"{"itl_ms": -1, "ttft_ms": 1}"#).contains("itl_ms"));
         assert!(err(r#"{"port": "x"}"#).contains("port"));
+        assert!(err(r#"{"prefix_block_size": 0}"#).contains("prefix_block_size"));
+        assert!(err(r#"{"exact_prefill_us_per_token": 5}"#).contains("exact mode"));
+        assert!(
+            err(r#"{"ttft_ms": 1, "itl_ms": 1, "exact_prefill_us_per_token": -1}"#)
+                .contains("exact_prefill_us_per_token")
+        );
+        assert!(err(r#"{"enable_prefix_caching": "yes"}"#).contains("enable_prefix_caching"));
+    }
+
+    #[test]
+    fn prefix_caching_defaults_follow_vllm() {
+        let c = SimOptions::default().resolve().unwrap();
+        // On by default with 16-token blocks, as in vLLM; capacity = the KV cache in blocks.
+        assert_eq!(
+            c.prefix,
+            Some(PrefixCaching {
+                block_size: 16,
+                capacity_blocks: 131_072 / 16
+            })
+        );
+        let off = |json: &str| {
+            SimOptions::from_json(json)
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .prefix
+        };
+        assert_eq!(off(r#"{"enable_prefix_caching": false}"#), None);
+        assert_eq!(off(r#"{"prefix_cache_blocks": 0}"#), None);
+        assert_eq!(
+            off(r#"{"prefix_block_size": 64, "kv_cache_tokens": 1000}"#),
+            Some(PrefixCaching {
+                block_size: 64,
+                capacity_blocks: 15
+            })
+        );
     }
 
     #[test]
@@ -288,5 +371,14 @@ mod tests {
         assert_eq!(e.ttft, Duration::from_millis(50));
         assert_eq!(e.itl, Duration::from_micros(2500));
         assert_eq!(c.output_len, Some(8));
+        assert_eq!(e.first_token_after(1000), e.ttft);
+        let c = SimOptions::from_json(
+            r#"{"ttft_ms": 50, "itl_ms": 1, "exact_prefill_us_per_token": 250}"#,
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        let e = c.exact.unwrap();
+        assert_eq!(e.first_token_after(40), Duration::from_millis(60));
     }
 }

@@ -109,6 +109,8 @@ pub struct GenRequest {
     pub metadata: Option<Value>,
     pub priority: Option<i64>,
     pub request_id: Option<String>,
+    /// vLLM's prefix-cache isolation: requests with different salts share no cached blocks.
+    pub cache_salt: Option<String>,
 }
 
 /// Parse and check a body for `api`.
@@ -196,6 +198,9 @@ fn check(r: &GenRequest, api: Api) -> Result<(), ApiError> {
     if r.max_tokens == Some(0) || r.max_completion_tokens == Some(0) {
         return refuse("max_tokens", "must be >= 1");
     }
+    if r.cache_salt.as_deref().is_some_and(str::is_empty) {
+        return refuse("cache_salt", "must be a non-empty string if provided");
+    }
     Ok(())
 }
 
@@ -261,6 +266,8 @@ mod tests {
         assert!(r.chat_text().contains("hi"));
         assert!(parse(br#"{"prompt":[1,2,3]}"#, Api::Completions).is_ok());
         assert!(parse(br#"{"prompt":["one"]}"#, Api::Completions).is_ok());
+        let r = parse(br#"{"prompt":"x","cache_salt":"run-1"}"#, Api::Completions).unwrap();
+        assert_eq!(r.cache_salt.as_deref(), Some("run-1"));
     }
 
     #[test]
@@ -272,6 +279,8 @@ mod tests {
         assert!(e.message.contains("bogus"));
         let e = parse(br#"{"prompt":"x","max_tokens":"ten"}"#, Api::Completions).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
+        let e = parse(br#"{"prompt":"x","cache_salt":""}"#, Api::Completions).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("cache_salt"));
         let e = parse(br#"{"prompt":"x","n":2}"#, Api::Completions).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("n"));
         let e = parse(br#"{"prompt":"x"}"#, Api::Chat).unwrap_err();
@@ -310,7 +319,7 @@ mod tests {
                     proptest::sample::select(vec![
                         "model", "prompt", "messages", "max_tokens", "max_completion_tokens",
                         "stream", "stream_options", "ignore_eos", "temperature", "seed", "n",
-                        "min_tokens", "stop", "logprobs", "extra",
+                        "min_tokens", "stop", "logprobs", "cache_salt", "extra",
                     ]),
                     proptest::sample::select(vec![
                         "null", "true", "-1", "0", "1e308", "18446744073709551616", "2.5",

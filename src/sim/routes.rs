@@ -1,7 +1,7 @@
 //! HTTP routes of the simulated engine and the generation request flow.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -15,10 +15,11 @@ use super::body::{Generation, SimBody, Source, TokenStream};
 use super::conn::ConnCtl;
 use super::faults::Fault;
 use super::metrics::Finish;
+use super::prefix_cache::Lookup;
 use super::request::{self, ApiError, GenRequest, Prompt};
 use super::rng::{fnv1a, mix, SplitMix};
 use super::scheduler::NewSeq;
-use super::server::App;
+use super::server::{App, MAX_SESSIONS};
 use super::sse::{Api, Template};
 
 const MAX_BODY: usize = 64 << 20;
@@ -49,7 +50,12 @@ pub async fn handle(app: Arc<App>, ctl: Arc<ConnCtl>, req: Request<Incoming>) ->
         (&Method::GET, "/metrics") => {
             respond(200, "text/plain; version=0.0.4", app.metrics.render())
         }
-        (&Method::POST, "/reset_prefix_cache") => respond(200, "text/plain", SimBody::empty()),
+        (&Method::POST, "/reset_prefix_cache") => {
+            if let Some(cache) = &app.prefix {
+                lock(cache).clear();
+            }
+            respond(200, "text/plain", SimBody::empty())
+        }
         (&Method::POST, "/tokenize") => match read_body(req).await {
             Ok(b) => tokenize(&app, &b),
             Err(e) => error(&e),
@@ -104,7 +110,15 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buf))
 }
 
+/// A lock that survives a panicked holder (the cache and the session set stay usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn version(app: &App) -> String {
+    let prefix = app.cfg.prefix.map(
+        |p| serde_json::json!({"block_size": p.block_size, "capacity_blocks": p.capacity_blocks}),
+    );
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "simulated": true,
@@ -112,6 +126,7 @@ fn version(app: &App) -> String {
         "profile": app.cfg.profile,
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "exact_timing": app.cfg.exact.is_some(),
+        "prefix_caching": prefix,
     })
     .to_string()
 }
@@ -177,7 +192,16 @@ fn request_id(req: &Request<Incoming>, n: u64) -> (String, bool) {
     }
 }
 
-/// Prompt token count, and bytes that identify the prompt (for the per-request seed).
+/// A prompt as the engine sees it.
+struct PromptTokens {
+    count: u64,
+    /// Bytes that identify the prompt (for the per-request seed).
+    key: Vec<u8>,
+    /// The token ids, when the prefix cache needs them.
+    ids: Option<Vec<u32>>,
+}
+
+/// Prompt token count (and ids with a prefix cache) and the prompt's identifying bytes.
 /// `prompt_tokens` off the async workers when a real tokenizer does the counting: a burst of
 /// requests must not queue behind each other's tokenization before their handlers start (the
 /// arrival `received` is stamped there, and exact mode promises the first token `ttft` after
@@ -185,7 +209,7 @@ fn request_id(req: &Request<Incoming>, n: u64) -> (String, bool) {
 async fn count_prompt(
     app: &Arc<App>,
     r: GenRequest,
-) -> Result<((u64, Vec<u8>), GenRequest), ApiError> {
+) -> Result<(PromptTokens, GenRequest), ApiError> {
     if !app.tokenizer.is_hf() {
         return Ok((prompt_tokens(app, &r), r));
     }
@@ -201,22 +225,76 @@ async fn count_prompt(
         })
 }
 
-fn prompt_tokens(app: &App, r: &GenRequest) -> (u64, Vec<u8>) {
+fn prompt_tokens(app: &App, r: &GenRequest) -> PromptTokens {
+    let text = |t: &str| {
+        // Ids only when the cache needs them; counting alone is cheaper.
+        let (count, ids) = if app.prefix.is_some() {
+            let ids = app.tokenizer.ids(t, true);
+            (ids.len() as u64, Some(ids))
+        } else {
+            (app.tokenizer.count(t) as u64, None)
+        };
+        PromptTokens {
+            count,
+            key: t.as_bytes().to_vec(),
+            ids,
+        }
+    };
     match &r.prompt {
-        Some(Prompt::Text(t)) => (app.tokenizer.count(t) as u64, t.as_bytes().to_vec()),
-        Some(Prompt::Texts(v)) => {
-            let t = v.first().map(String::as_str).unwrap_or("");
-            (app.tokenizer.count(t) as u64, t.as_bytes().to_vec())
-        }
-        Some(Prompt::Ids(ids)) => (
-            ids.len() as u64,
-            ids.iter().flat_map(|i| i.to_le_bytes()).collect(),
-        ),
-        None => {
-            let t = r.chat_text();
-            (app.tokenizer.count(&t) as u64, t.into_bytes())
-        }
+        Some(Prompt::Text(t)) => text(t),
+        Some(Prompt::Texts(v)) => text(v.first().map(String::as_str).unwrap_or("")),
+        Some(Prompt::Ids(ids)) => PromptTokens {
+            count: ids.len() as u64,
+            key: ids.iter().flat_map(|i| i.to_le_bytes()).collect(),
+            ids: app.prefix.is_some().then(|| ids.clone()),
+        },
+        None => text(&r.chat_text()),
     }
+}
+
+/// A header's value as text: None when absent, a 400 when not visible ASCII or empty.
+fn header_text(req: &Request<Incoming>, name: &str) -> Result<Option<String>, ApiError> {
+    match req.headers().get(name) {
+        None => Ok(None),
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.trim().is_empty() => Ok(Some(s.to_string())),
+            _ => Err(ApiError::bad(
+                format!("header {name} must be a non-empty ASCII string"),
+                Some(name),
+            )),
+        },
+    }
+}
+
+/// Count a request of a session (`X-Session-ID`) in the metrics.
+fn note_session(app: &App, id: &str) {
+    let new = {
+        let mut seen = lock(&app.sessions);
+        seen.len() < MAX_SESSIONS && seen.insert(fnv1a(id.as_bytes(), 0x5E55))
+    };
+    app.metrics.session_request(new);
+}
+
+/// Look the prompt up in the prefix cache and count it; the cache then holds the prompt's
+/// blocks and those of the answer the request will generate (`rng` as the response will draw
+/// it), all but its last token, whose KV an engine never computes.
+fn prefix_lookup(
+    app: &App,
+    salt: Option<&str>,
+    ids: Option<Vec<u32>>,
+    n_tokens: u32,
+    rng: &SplitMix,
+) -> Lookup {
+    let (Some(cache), Some(mut seq)) = (&app.prefix, ids) else {
+        return Lookup::default();
+    };
+    let prompt_len = seq.len();
+    let mut answer = rng.clone();
+    let vocab = &app.vocab;
+    seq.extend((1..n_tokens).map(|_| vocab.ids[answer.below(vocab.len())]));
+    let found = lock(cache).query_and_hold(salt, &seq, prompt_len);
+    app.metrics.prefix_cache(found.queried, found.cached);
+    found
 }
 
 /// How many tokens to generate and why it ends.
@@ -317,6 +395,8 @@ async fn generate_inner(
     rid: &str,
     forced: Option<Fault>,
 ) -> Result<Response<SimBody>, ApiError> {
+    let session = header_text(&req, "x-session-id")?;
+    let header_salt = header_text(&req, "x-cache-salt")?;
     let body = read_body(req).await?;
     let r = request::parse(&body, api)?;
     if let Some(m) = &r.model {
@@ -330,7 +410,12 @@ async fn generate_inner(
             return Err(e);
         }
     }
-    let ((prompt, key), r) = count_prompt(app, r).await?;
+    let (tokens, r) = count_prompt(app, r).await?;
+    let PromptTokens {
+        count: prompt,
+        key,
+        ids,
+    } = tokens;
     let prompt = prompt.max(1);
     let greedy = r.temperature.is_some_and(|t| t == 0.0);
     let salt = if greedy || r.seed.is_some() { 0 } else { n };
@@ -366,12 +451,22 @@ async fn generate_inner(
         }
         _ => {}
     }
+    // The body's cache_salt wins over MAX's X-Cache-Salt header.
+    let salt = r.cache_salt.as_deref().or(header_salt.as_deref());
+    let cached = prefix_lookup(app, salt, ids, n_tokens, &rng)
+        .cached
+        .min(prompt - 1);
+    if let Some(id) = &session {
+        note_session(app, id);
+    }
     let source = match app.cfg.exact {
-        Some(x) => Source::timed(received + x.ttft, x.itl),
+        Some(x) => Source::timed(received + x.first_token_after(prompt - cached), x.itl),
         None => {
             let (tx, rx) = mpsc::unbounded_channel();
+            let clamp = |n: u64| n.min(u64::from(u32::MAX)) as u32;
             let seq = NewSeq {
-                prompt_len: prompt.min(u64::from(u32::MAX)) as u32,
+                prompt_len: clamp(prompt),
+                cached: clamp(cached),
                 output_len: n_tokens,
                 tokens: tx,
             };
@@ -395,6 +490,7 @@ async fn generate_inner(
         app.metrics.clone(),
         received,
     );
+    gen.cached_tokens = cached;
     let id = format!("{}{}", api.id_prefix(), rid);
     let id_json = serde_json::to_string(&id).unwrap_or_default();
     let id_json = id_json.trim_matches('"');
@@ -425,7 +521,7 @@ async fn generate_inner(
             "engine is shutting down",
         ));
     };
-    let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": n_tokens, "total_tokens": prompt + u64::from(n_tokens)});
+    let usage = gen.usage(n_tokens).to_json();
     let choice = match api {
         Api::Completions => {
             serde_json::json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish.as_str()})

@@ -3,6 +3,8 @@
 //! the rest of the token budget goes to (chunked) prefills, admitting waiting requests while
 //! sequence slots and KV capacity allow. A step lasts
 //! `step_base_ms + decode_seqs * decode_us_per_seq + prefill_tokens * prefill_us_per_token`.
+//! Prompt tokens found in the prefix cache are never prefilled: a sequence starts with them
+//! already computed, so they cost no step time and take none of the token budget.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -46,10 +48,17 @@ pub struct Seq<T> {
 
 impl<T> Seq<T> {
     pub fn new(prompt_len: u32, output_len: u32, sink: T) -> Self {
+        Self::with_cached(prompt_len, 0, output_len, sink)
+    }
+
+    /// A sequence whose first `cached` prompt tokens come from the prefix cache (at most
+    /// `prompt_len - 1`: the last prompt token is always computed).
+    pub fn with_cached(prompt_len: u32, cached: u32, output_len: u32, sink: T) -> Self {
+        let prompt_len = prompt_len.max(1);
         Seq {
-            prompt_len: prompt_len.max(1),
+            prompt_len,
             output_len: output_len.max(1),
-            prefilled: 0,
+            prefilled: cached.min(prompt_len - 1),
             generated: 0,
             chunk: 0,
             decoding: false,
@@ -164,7 +173,7 @@ impl<T> Batch<T> {
                 break;
             };
             self.kv_reserved += need;
-            s.chunk = budget.min(s.prompt_len);
+            s.chunk = budget.min(s.prompt_len - s.prefilled);
             s.decoding = false;
             budget -= s.chunk;
             step.prefill_tokens += s.chunk;
@@ -206,6 +215,8 @@ impl<T> Batch<T> {
 /// A request handed to the scheduler task.
 pub struct NewSeq {
     pub prompt_len: u32,
+    /// Prompt tokens served from the prefix cache.
+    pub cached: u32,
     pub output_len: u32,
     pub tokens: mpsc::UnboundedSender<u32>,
 }
@@ -220,13 +231,23 @@ pub async fn run(
     let mut clock = Instant::now();
     loop {
         while let Ok(n) = inbox.try_recv() {
-            batch.add(Seq::new(n.prompt_len, n.output_len, n.tokens));
+            batch.add(Seq::with_cached(
+                n.prompt_len,
+                n.cached,
+                n.output_len,
+                n.tokens,
+            ));
         }
         batch.retain(|tx| !tx.is_closed());
         if batch.is_idle() {
             metrics.set_batch(0, 0, 0.0);
             match inbox.recv().await {
-                Some(n) => batch.add(Seq::new(n.prompt_len, n.output_len, n.tokens)),
+                Some(n) => batch.add(Seq::with_cached(
+                    n.prompt_len,
+                    n.cached,
+                    n.output_len,
+                    n.tokens,
+                )),
                 None => return,
             }
             clock = Instant::now();
@@ -312,6 +333,31 @@ mod tests {
         b.schedule();
         b.complete(|_, _| true);
         assert!(b.is_idle());
+    }
+
+    #[test]
+    fn cached_tokens_are_not_prefilled() {
+        let p = params(4, 100, 10_000);
+        // 250-token prompt, 160 cached: 90 to prefill, one step, which yields token 1.
+        let mut b = Batch::new(p);
+        b.add(Seq::with_cached(250, 160, 2, 0));
+        assert_eq!(b.schedule().prefill_tokens, 90);
+        assert_eq!(b.complete(|_, _| true), 1);
+        // A fully cached prompt still computes its last token.
+        let mut b = Batch::new(p);
+        b.add(Seq::with_cached(64, 64, 1, 0));
+        assert_eq!(b.schedule().prefill_tokens, 1);
+        assert_eq!(b.complete(|_, _| true), 1);
+        assert!(b.is_idle());
+        // Unchunked, the model's TTFT falls by exactly the cached tokens' prefill cost.
+        let p = params(4, 1000, 10_000);
+        let ttft = |cached| {
+            let mut b = Batch::new(p);
+            b.add(Seq::with_cached(250, cached, 1, 0));
+            let (_, t, _) = drain(&mut b, p);
+            t
+        };
+        assert_eq!(ttft(0) - ttft(160), Duration::from_micros(10 * 160));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The server: a background tokio runtime, our own accept loop (so a request can reset its
 //! connection), hyper HTTP/1.1 connections, and the scheduler task.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -18,6 +19,7 @@ use super::conn::ConnCtl;
 use super::error::SimError;
 use super::metrics::Metrics;
 use super::options::{Config, SimOptions};
+use super::prefix_cache::PrefixCache;
 use super::routes;
 use super::scheduler::{self, NewSeq};
 use super::tokenizer::{SimTokenizer, Vocab};
@@ -31,7 +33,15 @@ pub struct App {
     pub sched: mpsc::UnboundedSender<NewSeq>,
     pub counter: AtomicU64,
     pub model_json: String,
+    /// None when prefix caching is off.
+    pub prefix: Option<Mutex<PrefixCache>>,
+    /// Hashes of the `X-Session-ID` values seen (at most [`MAX_SESSIONS`]).
+    pub sessions: Mutex<HashSet<u64>>,
 }
+
+/// Distinct session ids remembered for `sonic_sim:sessions_seen_total`; later new ids are not
+/// counted (bounded memory under a client that sends a fresh id with every request).
+pub const MAX_SESSIONS: usize = 1 << 20;
 
 /// A started server; dropping it (or `shutdown`) stops everything and frees the port.
 pub struct Running {
@@ -95,7 +105,12 @@ pub fn start(opts: &SimOptions) -> Result<Running, SimError> {
     rt.spawn(scheduler::run(cfg.engine, rx, metrics.clone()));
     let model_json = serde_json::to_string(&cfg.model).unwrap_or_default();
     let host = cfg.host.clone();
+    let prefix = cfg
+        .prefix
+        .map(|p| Mutex::new(PrefixCache::new(p.block_size, p.capacity_blocks)));
     let app = Arc::new(App {
+        prefix,
+        sessions: Mutex::new(HashSet::new()),
         model_json: model_json.trim_matches('"').to_string(),
         cfg,
         tokenizer,

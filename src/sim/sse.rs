@@ -21,6 +21,26 @@ impl Api {
     }
 }
 
+/// Token counts of a response's `usage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    /// Prompt tokens served from the prefix cache (`prompt_tokens_details.cached_tokens`).
+    pub cached: u64,
+}
+
+impl Usage {
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached},
+        })
+    }
+}
+
 /// Preformatted pieces of one request's chunks.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -74,17 +94,11 @@ impl Template {
     }
 
     /// The tail: a usage-only chunk (when asked for) and `data: [DONE]`.
-    pub fn tail(&self, usage: Option<(u64, u64)>) -> Bytes {
-        let mut b = BytesMut::with_capacity(self.head.len() + 128);
-        if let Some((p, c)) = usage {
+    pub fn tail(&self, usage: Option<Usage>) -> Bytes {
+        let mut b = BytesMut::with_capacity(self.head.len() + 160);
+        if let Some(u) = usage {
             b.put_slice(&self.head);
-            b.put_slice(
-                format!(
-                    "\"choices\":[],\"usage\":{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{}}}}}\n\n",
-                    p + c
-                )
-                .as_bytes(),
-            );
+            b.put_slice(format!("\"choices\":[],\"usage\":{}}}\n\n", u.to_json()).as_bytes());
         }
         b.put_slice(DONE);
         b.freeze()
@@ -122,12 +136,17 @@ mod tests {
         assert!(v["choices"][0]["finish_reason"].is_null());
         let v = parse(&t.token(" x", false, Some(Finish::Length)));
         assert_eq!(v["choices"][0]["finish_reason"], "length");
-        let tail = t.tail(Some((3, 4)));
+        let tail = t.tail(Some(Usage {
+            prompt: 3,
+            completion: 4,
+            cached: 2,
+        }));
         let s = std::str::from_utf8(&tail).unwrap();
         let (usage, done) = s.split_once("\n\n").unwrap();
         let v: serde_json::Value =
             serde_json::from_str(usage.strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(v["usage"]["total_tokens"], 7);
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 2);
         assert_eq!(v["choices"].as_array().map(Vec::len), Some(0));
         assert_eq!(done, "data: [DONE]\n\n");
         assert_eq!(&t.tail(None)[..], DONE);

@@ -175,6 +175,9 @@ def main(argv: list[str]) -> int:
         Path(ns.search_dir) if ns.search_dir else base / time.strftime("search-%Y%m%d-%H%M%S")
     )
     args, tokenizer, samples, simulated = prepare_run(args)
+    spec, note = spec.within_requests(len(samples))
+    if note:
+        print(f"sonic search: {note}")
     state = open_state(
         directory, spec, slos, ns.slo_attainment, run_fingerprint(args), resume=ns.resume
     )

@@ -21,6 +21,13 @@ KV capacity) or, with --ttft-ms and --itl-ms, from exact timing independent of l
 Profiles: default (5 ms + 250 us/seq + 40 us/prompt token), fast-decode (4 ms + 100 us/seq +
 100 us/prompt token), fast-prefill (6 ms + 300 us/seq + 10 us/prompt token); all with
 max-num-seqs 256, max-num-batched-tokens 2048, kv-cache-tokens 131072, max-model-len 4096.
+Prefix caching (on by default, as in vLLM): prompt tokens in 16-token blocks keyed by a hash
+chained over the prefix, LRU-evicted at a capacity in blocks; cached tokens are not prefilled
+(the batching model charges only uncached tokens; exact mode adds
+--exact-prefill-us-per-token per uncached token to the TTFT), are reported in each response's
+usage.prompt_tokens_details.cached_tokens and counted in vllm:prefix_cache_queries_total /
+vllm:prefix_cache_hits_total. A request's `cache_salt` (or header X-Cache-Salt) isolates it:
+different salts share no blocks. POST /reset_prefix_cache empties the cache.
 Requests may force a fault with the header `x-sonic-fault: 500|429|reset|stall|malformed`.
 """
 
@@ -68,6 +75,32 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--itl-ms", type=float, help="then one token every this many ms")
     x.add_argument(
         "--output-len", type=int, help="fixed output length (capped by the request's max_tokens)"
+    )
+    x.add_argument(
+        "--exact-prefill-us-per-token",
+        type=float,
+        default=0.0,
+        help="exact mode: add this many us to the TTFT per uncached prompt token "
+        "(default 0: TTFT independent of the prompt and the prefix cache)",
+    )
+    c = p.add_argument_group("prefix caching")
+    c.add_argument(
+        "--enable-prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse the computed blocks of earlier prompts (default on, as in vLLM)",
+    )
+    c.add_argument(
+        "--prefix-block-size",
+        type=int,
+        default=16,
+        help="tokens per cache block; only whole blocks are cached (default 16, as vLLM)",
+    )
+    c.add_argument(
+        "--prefix-cache-blocks",
+        type=int,
+        help="cache capacity in blocks, least recently used evicted first "
+        "(default: --kv-cache-tokens / --prefix-block-size; 0 disables caching)",
     )
     f = p.add_argument_group("fault injection (probabilities per request, 0..1)")
     f.add_argument("--fail-500", type=float, default=0.0, help="answer HTTP 500")

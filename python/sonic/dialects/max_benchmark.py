@@ -14,17 +14,19 @@ sample sets omitted.
 
 Steady state: sonic's own window (``sonic.metrics.steady``, from requests in flight) fills
 ``steady_state_*``; the tool's metric keys stay whole-run and the window's metrics are under
-``sonic.steady_state``. Not implemented, and said so in the document and the README rather
-than faked: outlier rejection (``num_outliers_rejected`` 0), per-concurrency
-reseeding of the workload, cached-token rates (the client does not read ``cached_tokens``),
-the ``sweep-serving-*`` CSV directory. Multi-turn sessions and workload YAML are refused by
-the flag table; so is ``--warmup-to-steady-state``, a multi-turn feature (see flags.py).
+``sonic.steady_state``. Cached-token rates come from each response's
+``usage.prompt_tokens_details.cached_tokens`` (null / empty when the engine reports none);
+request records carry their session and turn in multi-turn runs. Not implemented, and said so
+in the document and the README rather than faked: outlier rejection
+(``num_outliers_rejected`` 0), per-concurrency reseeding of the workload, cache retentions,
+the ``sweep-serving-*`` CSV directory. Workload YAML and ``--warmup-to-steady-state`` (MAX's
+multi-turn session warm-up) are refused by the flag table (see flags.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -153,6 +155,7 @@ class MaxBenchmarkDialect(Dialect):
     def build_result(self, metrics, info) -> dict[str, Any]:
         import numpy as np
 
+        from sonic.metrics.stats import summarize
         from sonic.results.document import SONIC_KEY, check_metadata, json_safe, num, sonic_section
         from sonic.results.secrets import redact_args
 
@@ -217,11 +220,13 @@ class MaxBenchmarkDialect(Dialect):
         body["input_lens"] = [0 if c else int(x) for x, c in zip(r.client_input_len, cancelled)]
         body["output_lens"] = [0] * len(failed_idx) + [int(r.output_len[i]) for i in ok_idx]
         body["ttfts"] = [0.0 if math.isnan(x) else float(x) for x in r.ttft_s]
-        body["request_records"] = [_record(r, i, bool(measured[i]), bool(cancelled[i]))
+        sessions = r.turn_index is not None and bool((np.asarray(r.turn_index) > 0).any())
+        body["request_records"] = [_record(r, i, bool(measured[i]), bool(cancelled[i]), sessions)
                                    for i in range(n)]  # fmt: skip
-        body["per_turn_cached_token_rates"] = []
+        cache = _cache_rates(r, success, total_in)
+        body["per_turn_cached_token_rates"] = cache.per_turn
         body["per_turn_cache_retentions"] = []
-        body["global_cached_token_rate"] = None
+        body["global_cached_token_rate"] = cache.overall
         groups: dict[str, Any] = {"latency_ms": latency_group}
         throughput: dict[str, Any] = {}
         for stem in ("input_throughput", "output_throughput"):
@@ -243,6 +248,10 @@ class MaxBenchmarkDialect(Dialect):
             "step_tpot_ms", m.stats["step_tpot"].scaled(1000.0), STAT_FIELDS, "ms"
         )
         body.update(flat)
+        # The tool's per-turn cached-token rate statistics, in percent.
+        rates = summarize(np.asarray(cache.per_turn), (90.0, 95.0, 99.0)).scaled(100.0)
+        flat, cache_group = _family("per_turn_cached_token_rate", rates, STAT_FIELDS, "%")
+        body.update(flat)
         body.update(
             {
                 "steady_state_detected": False,
@@ -255,7 +264,7 @@ class MaxBenchmarkDialect(Dialect):
                         "prompt_tokens": _opt(r.usage_input_len[i]),
                         "completion_tokens": _opt(r.usage_output_len[i]),
                         "total_tokens": _total(r.usage_input_len[i], r.usage_output_len[i]),
-                        "cached_tokens": None,
+                        "cached_tokens": _cached(r, i),
                     }
                     for i in range(n)
                 ],
@@ -291,8 +300,8 @@ class MaxBenchmarkDialect(Dialect):
             },
             "throughput_stats": throughput,
             "cache_stats": {
-                "global_cached_token_rate": None,
-                "per_turn_cached_token_rate": None,
+                "global_cached_token_rate": cache.overall,
+                "per_turn_cached_token_rate": cache_group,
                 "per_turn_cache_retention": None,
             },
             "diagnostics": None
@@ -452,7 +461,7 @@ def _total(a: Any, b: Any) -> int | None:
     return None if x is None or y is None else x + y
 
 
-def _record(r: Any, i: int, measured: bool, cancelled: bool) -> dict[str, Any]:
+def _record(r: Any, i: int, measured: bool, cancelled: bool, sessions: bool) -> dict[str, Any]:
     ok = bool(r.success[i]) and not cancelled
 
     def ms(v: float) -> float | None:
@@ -473,13 +482,42 @@ def _record(r: Any, i: int, measured: bool, cancelled: bool) -> dict[str, Any]:
         "latency_ms": ms(r.e2el_s[i]),
         "submit_time": None if math.isnan(sent) else float(sent),
         "complete_time": None if math.isnan(end) else float(end),
-        "session_id": None,
-        "turn_index": None,
+        "session_id": None if not sessions else str(int(r.session_index[i])),
+        "turn_index": None if not sessions else int(r.turn_index[i]),
         "generated_text": None,
     }
 
 
-_MULTI_TURN = "multi-turn chat sessions are not implemented yet (issue 12)"
+@dataclass(frozen=True)
+class CacheRates:
+    """The tool's cached-token statistics from the engine's usage: per request (each "turn"),
+    cached / prompt tokens over the successful requests whose usage reported both, and the
+    global rate, all cached tokens over the run's input tokens. Empty / None when no response
+    reported cached tokens (the tool cannot tell that from 0 and writes zeros)."""
+
+    per_turn: list[float]
+    overall: float | None
+
+
+def _cached(r: Any, i: int) -> int | None:
+    c = None if r.cached_tokens is None else int(r.cached_tokens[i])
+    return None if c is None or c < 0 else c
+
+
+def _cache_rates(r: Any, success: Any, total_input: int) -> CacheRates:
+    import numpy as np
+
+    if r.cached_tokens is None:
+        return CacheRates([], None)
+    cached = np.asarray(r.cached_tokens)
+    prompt = np.asarray(r.usage_input_len)
+    sel = success & (cached >= 0) & (prompt > 0)
+    if not sel.any():
+        return CacheRates([], None)
+    per_turn = [float(c) / float(p) for c, p in zip(cached[sel], prompt[sel])]
+    overall = float(cached[sel].sum()) / total_input if total_input > 0 else 0.0
+    return CacheRates(per_turn, overall)
+
 
 MAX_BENCHMARK = MaxBenchmarkDialect(
     name="max-benchmark",

@@ -64,6 +64,11 @@ class RequestMetrics:
     # The finish_reason the server sent per request ("length", "stop", ...; None: none sent).
     # The output-length check trusts it over a re-tokenized count (sonic.metrics.outlen).
     finish_reason: list[str | None] | None = None
+    # Prompt tokens the engine served from cache per request (-1: not reported), and each
+    # request's session and turn (a plain request: its own session, turn 0).
+    cached_tokens: np.ndarray | None = None
+    session_index: np.ndarray | None = None
+    turn_index: np.ndarray | None = None
 
     def itls(self, i: int) -> np.ndarray:
         """Request i's inter-token gaps in seconds."""
@@ -224,6 +229,9 @@ def compute_request_metrics(
         generated_text=texts,
         itl_tokens=itl_tokens,
         finish_reason=list(records.finish_reason),
+        cached_tokens=np.asarray(records.cached_tokens, dtype=np.int64),
+        session_index=np.asarray(records.session_index, dtype=np.int64),
+        turn_index=np.asarray(records.turn_index, dtype=np.int64),
     )
 
 

@@ -132,6 +132,8 @@ def console_lines(data) -> list[str]:
         word = "UNFAIR" if data.unfair() else "fairness warnings"
         names = ", ".join(f"{c.get('name')} ({c.get('status')})" for c in probs)
         lines.append(f"{word}: {names}")
+    for r in data.capacity_ratios:
+        lines.append(f"  {r.scenario} · capacity: {r.text(data.label)}")
     for v in scenario_verdicts(data.winners):
         if v["metric"] in CONSOLE_METRICS:
             label = summary.metric_label(data, v["metric"])

@@ -221,6 +221,46 @@ def verdict_html(data: ReportData) -> str:
     return "".join(parts) + "</section>"
 
 
+def capacity_html(data: ReportData) -> str:
+    """Capacity searches: the table, each pair's ratio, each engine's search plot."""
+    if not data.capacities:
+        return ""
+    parts = ['<section id="capacity"><h2>Capacity</h2>']
+    if data.capacity_ratios:
+        parts.append(
+            '<p class="answer">'
+            + "<br>".join(_labelled(data, r.text(data.label)) for r in data.capacity_ratios)
+            + "</p>"
+        )
+    rows = [[e(x) for x in row] for row in summary.capacity_rows(data)]
+    for row, c in zip(rows, data.capacities):
+        row[1] = engine_html(data, c.engine)
+    parts.append(table(summary.CAPACITY_HEADERS, rows, raw=True))
+    for c in data.capacities:
+        png = c.directory / "search.png"
+        if png.is_file():
+            b64 = base64.b64encode(png.read_bytes()).decode("ascii")
+            rel = png.relative_to(data.root).as_posix()
+            parts.append(
+                f'<figure><img alt="{e(c.engine)} search" src="data:image/png;base64,{b64}">'
+                f"<figcaption>{engine_html(data, c.engine)} · {e(c.scenario)} · {e(rel)}"
+                "</figcaption></figure>"
+            )
+    return "".join(parts) + "</section>"
+
+
+def reuse_html(data: ReportData) -> str:
+    """Sessions and trace runs: expected against measured prefix reuse, TTFT by turn."""
+    rows = summary.reuse_rows(data)
+    if not rows:
+        return ""
+    return (
+        '<section id="reuse"><h2>Multi-turn and prefix reuse</h2>'
+        + table(summary.REUSE_HEADERS, rows)
+        + f"<p>{e(summary.REUSE_NOTE)}</p></section>"
+    )
+
+
 def all_metrics_html(data: ReportData) -> str:
     """Every scenario × metric's verdict, after the curves (the answer above has the headline
     metrics)."""
@@ -350,7 +390,8 @@ def render(data: ReportData, plots: dict[str, list[Plot]]) -> str:
     validation, provenance."""
     good = usable(data.results)
     scenarios = list(dict.fromkeys(good["scenario"]))
-    sections = [verdict_html(data), curves_html(plots), all_metrics_html(data)]
+    sections = [verdict_html(data), capacity_html(data), curves_html(plots), reuse_html(data)]
+    sections.append(all_metrics_html(data))
     sections += [scenario_html(data, s, plots.get(s, [])) for s in scenarios]
     if not scenarios:
         sections.append("<section><h2>Results</h2><p>No run finished with results yet.</p>")
@@ -360,6 +401,8 @@ def render(data: ReportData, plots: dict[str, list[Plot]]) -> str:
     method = " ".join(summary.method_lines(data)[2:]).strip()
     sections.append(f'<section id="method"><h2>Method</h2><p>{e(method)}</p></section>')
     links = [("verdict", "Verdict")]
+    if data.capacities:
+        links.append(("capacity", "Capacity"))
     if any(p.kind == "curves" for ps in plots.values() for p in ps):
         links.append(("curves", "Latency vs throughput"))
     if summary.answer(data):

@@ -16,6 +16,8 @@ from sonic.report.stats import DEFAULT_SEED, METRICS_BY_COLUMN, Metric
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from sonic.report.capacity import Capacity, CapacityRatio
+
 SIMULATED_TAG = "[SIMULATED]"
 
 
@@ -35,6 +37,12 @@ class ReportData:
     simulated: set[str]
     seed: int
     warnings: list[str] = field(default_factory=list)
+    # Capacity searches (search scenarios): each engine's answer and each pair's ratio. Their
+    # probes are not fixed points, so ``results`` above leaves them out (``load_results`` and
+    # ``all_results`` keep them).
+    capacities: list[Capacity] = field(default_factory=list)
+    capacity_ratios: list[CapacityRatio] = field(default_factory=list)
+    all_results: pd.DataFrame | None = None
 
     def label(self, engine: str) -> str:
         """The engine's name as shown anywhere: simulated ones carry ``[SIMULATED]``."""
@@ -96,12 +104,20 @@ def collect(results_dir: str | Path, *, seed: int | None = None) -> ReportData:
         results_root,
         simulated_engines,
     )
+    from sonic.report.capacity import ratios, read_searches
     from sonic.report.stats import compare_engines, engine_order, repeat_summary, winners
 
     root = results_root(results_dir)
     manifest = read_manifest(root)
     validation = read_validation(root)
-    results = load_results(root)
+    all_results = load_results(root)
+    searched = {
+        str(v.get("scenario"))
+        for v in (manifest.get("searches") or {}).values()
+        if isinstance(v, dict)
+    }
+    results = all_results[~all_results["scenario"].isin(searched)] if searched else all_results
+    capacities = read_searches(root)
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter("always")
@@ -131,4 +147,7 @@ def collect(results_dir: str | Path, *, seed: int | None = None) -> ReportData:
         simulated=simulated,
         seed=seed,
         warnings=caught,
+        capacities=capacities,
+        capacity_ratios=ratios(capacities),
+        all_results=all_results,
     )

@@ -52,6 +52,7 @@ def status_line(data: ReportData) -> str:
     return (
         f"Suite status: **{m.get('status', 'unknown')}** · started {m.get('started_at', '?')} · "
         f"finished {m.get('finished_at') or '—'} · runs: {sum(counts.values())} ({parts})"
+        + (f" · capacity searches: {len(data.capacities)}" if data.capacities else "")
     )
 
 
@@ -275,10 +276,17 @@ def answer(data: ReportData) -> list[tuple[str, str]]:
         clauses = "; ".join(point_clause(data, v, p) for p in v["points"])
         sep = "; by mean, " if v["state"] == "untested" else ": "
         out.append((lead, f"{overall_text(data, v)}{sep}{clauses}."))
-    return out
+    # A capacity search's answer is one ratio per engine pair: it leads, as the question
+    # "how much load within the SLO" is the one the search scenario asked.
+    capacity = [
+        (f"{r.scenario} · capacity:", r.text(data.label) + ".") for r in data.capacity_ratios
+    ]
+    return capacity + out
 
 
-NOTHING_TO_COMPARE = "No point was run by two or more engines: nothing to compare."
+NOTHING_TO_COMPARE = (
+    "No point was run, and no capacity found, by two or more engines: nothing to compare."
+)
 VERDICT_NOTE = (
     "Each request rate is compared on its own (rates are never averaged). The percentage is "
     "how much better the winner is than the runner-up at that point; the ratio is winner / "
@@ -308,6 +316,8 @@ def verdict_lines(data: ReportData) -> list[str]:
         return lines + [NOTHING_TO_COMPARE, ""]
     lines += [f"- **{lead}** {text}" for lead, text in said] + [""]
     rows = [[s, m, o, "; ".join(pts)] for s, m, o, pts in verdict_rows(data)]
+    if not rows:  # capacity answers only
+        return lines
     lines += table(VERDICT_HEADERS, rows) + [""]
     return lines + [VERDICT_NOTE, ""]
 
@@ -483,7 +493,9 @@ def render(data: ReportData, plots: dict[str, list[Plot]] | None = None) -> str:
         lines += [f"> **{notice}**", ""]
     lines += [status_line(data), ""]
     lines += verdict_lines(data)
+    lines += capacity_lines(data)
     lines += curve_lines(plots or {})
+    lines += reuse_lines(data)
     lines += scenario_lines(data, plots)
     lines += validity_lines(data)
     lines += fairness_lines(data)
@@ -491,6 +503,89 @@ def render(data: ReportData, plots: dict[str, list[Plot]] | None = None) -> str:
     lines += problem_lines(data)
     lines += method_lines(data)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def capacity_rows(data: ReportData) -> list[list[str]]:
+    return [
+        [c.scenario, data.label(c.engine), c.text(), c.slo_text, str(c.probes)]
+        for c in data.capacities
+    ]
+
+
+CAPACITY_HEADERS = ["Scenario", "Engine", "Capacity [95% CI]", "SLO", "Probes"]
+
+
+REUSE_HEADERS = [
+    "Scenario",
+    "Engine",
+    "Point",
+    "Expected reuse",
+    "Engine hit rate",
+    "Cached (usage)",
+    "TTFT first turn (ms)",
+    "TTFT later turns (ms)",
+]
+
+
+def _share(value: Any) -> str:
+    return fmt.NA if fmt.is_missing(value) else f"{float(value):.1%}"
+
+
+def _ms_text(value: Any) -> str:
+    return fmt.NA if fmt.is_missing(value) else f"{float(value):.1f}"
+
+
+def reuse_rows(data: ReportData) -> list[list[str]]:
+    """Sessions and trace runs: prefix reuse the workload implies beside what the engine
+    measured, and first against later turns' TTFT (one row per run)."""
+    df = data.results
+    if df is None or df.empty or "expected_prefix_reuse" not in df:
+        return []
+    df = df[df["expected_prefix_reuse"].notna()]
+    rows = []
+    for _, r in df.sort_values(["scenario", "engine", "request_rate", "repeat"]).iterrows():
+        rows.append(
+            [
+                str(r["scenario"]),
+                data.label(r["engine"]),
+                f"{fmt.point(r['request_rate'], r['max_concurrency'])}, rep {int(r['repeat'])}",
+                _share(r["expected_prefix_reuse"]),
+                _share(r["measured_prefix_cache_hit_rate"]),
+                _share(r["reported_cached_prompt_share"]),
+                _ms_text(r["first_turn_ttft_ms"]),
+                _ms_text(r["later_turns_ttft_ms"]),
+            ]
+        )
+    return rows
+
+
+REUSE_NOTE = (
+    "Expected reuse: the share of prompt tokens in blocks an earlier request of the run already "
+    "sent (the ceiling of an unbounded prefix cache). Engine hit rate: its /metrics prefix-cache "
+    "counters over the run. Cached (usage): prompt tokens its responses reported as cached."
+)
+
+
+def reuse_lines(data: ReportData) -> list[str]:
+    rows = reuse_rows(data)
+    if not rows:
+        return []
+    return ["## Multi-turn and prefix reuse", "", *table(REUSE_HEADERS, rows), "", REUSE_NOTE, ""]
+
+
+def capacity_lines(data: ReportData) -> list[str]:
+    """Capacity searches: each engine's capacity, each pair's ratio, each engine's plot."""
+    if not data.capacities:
+        return []
+    lines = ["## Capacity", "", *table(CAPACITY_HEADERS, capacity_rows(data)), ""]
+    lines += [f"- {r.text(data.label)}" for r in data.capacity_ratios]
+    lines += [""] if data.capacity_ratios else []
+    for c in data.capacities:
+        png = c.directory / "search.png"
+        if png.is_file():
+            rel = png.relative_to(data.root).as_posix()
+            lines += [f"![{c.engine} · {c.scenario}]({rel})", ""]
+    return lines
 
 
 def manifest_json(data: ReportData) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,6 +57,20 @@ class SearchSpec:
     @classmethod
     def from_dict(cls, d: dict) -> SearchSpec:
         return cls(**{k: d[k] for k in cls().to_dict() if k in d})
+
+    def within_requests(self, requests: int) -> tuple[SearchSpec, str | None]:
+        """A probe of N requests never holds more than N in flight: a concurrency search
+        above N would "meet" its SLO at loads it never applied, so its maximum is N."""
+        if self.over != CONCURRENCY or self.maximum <= requests:
+            return self, None
+        cap = float(max(requests, 1))
+        spec = replace(
+            self, maximum=cap, start=min(self.start, cap), minimum=min(self.minimum, cap)
+        )
+        return spec, (
+            f"search maximum lowered to {cap:g} concurrent requests: a probe of {requests} "
+            "requests cannot hold more in flight (raise --num-prompts to search higher)"
+        )
 
     def round(self, load: float) -> float:
         """A probe load as it is run and named: an integer concurrency, a rate to 4 digits."""

@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -269,6 +270,10 @@ def probe_args(args: RunArgs, spec: SearchSpec, load: float, directory: Path, na
         traffic = replace(
             tr, request_rates=(float(load),), max_concurrencies=tr.max_concurrencies[:1]
         )
+    # Every probe replays the same prompts: without a reset, a later probe would be served from
+    # an earlier one's prefix cache. Flush unless the user said not to (the suite resets itself).
+    if "flush_prefix_cache" not in args.explicit:
+        traffic = replace(traffic, flush_prefix_cache=True)
     output = replace(
         args.output,
         save_result=True,
@@ -294,6 +299,8 @@ def run_search(
     samples: Any,
     simulated: bool,
     out: TextIO | None = None,
+    resume_hint: str | None = None,
+    before_probe: Callable[[], None] | None = None,
 ) -> int:
     """Probe until the search concludes; returns the exit code (0 when it concluded)."""
     from sonic.benchmark import run_point
@@ -316,6 +323,8 @@ def run_search(
         name = probe_name(index, state.spec, step.load, repeat)
         point = probe_args(args, state.spec, step.load, directory, name + ".json")
         console = io.StringIO()
+        if before_probe is not None:
+            before_probe()
         began = time.monotonic()
         outcome = run_point(point, tokenizer, samples, simulated=simulated, out=console)
         (directory / f"{name}.txt").write_text(console.getvalue(), encoding="utf-8")
@@ -323,7 +332,8 @@ def run_search(
             save_state(directory, state)
             print(
                 f"sonic search: interrupted during probe {index}; the {len(state.probes)} "
-                f"finished probes are kept: continue with --resume --search-dir {directory}",
+                "finished probes are kept: continue with "
+                + (resume_hint or f"--resume --search-dir {directory}"),
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sonic import dialects
-from sonic.datasets.registry import DATASET_NAMES as DATASETS
+from sonic.datasets.registry import RUN_DATASET_NAMES as DATASETS
+from sonic.datasets.registry import WORKLOAD_DATASETS
 from sonic.errors import SonicError
 from sonic.suite.install import InstallSpec, canonical_name, read_constraints
 from sonic.suite.tomlfile import Table as _Table
@@ -169,6 +170,60 @@ class ScenarioSearch:
 
 
 @dataclass(frozen=True)
+class ScenarioSessions:
+    """A scenario's multi-turn and trace keys, each one ``sonic run`` flag (see README,
+    "Multi-turn and trace replay"); None leaves the flag at its default."""
+
+    num_chat_sessions: int | None = None  # --num-chat-sessions (sharegpt, random)
+    num_turns: str | None = None  # --random-num-turns (random sessions): N or a distribution
+    think_time_ms: str | None = None  # --delay-between-chat-turns: ms or a distribution
+    history: str | None = None  # --history dataset|live
+    max_concurrent_sessions: int | None = None  # --max-concurrent-conversations
+    trace_speedup: float | None = None  # --trace-speedup
+    trace_block_size: int | None = None  # --trace-block-size
+
+    FLAGS = (
+        ("num_chat_sessions", "--num-chat-sessions"),
+        ("num_turns", "--random-num-turns"),
+        ("think_time_ms", "--delay-between-chat-turns"),
+        ("history", "--history"),
+        ("max_concurrent_sessions", "--max-concurrent-conversations"),
+        ("trace_speedup", "--trace-speedup"),
+        ("trace_block_size", "--trace-block-size"),
+    )
+
+    def flags(self) -> list[str]:
+        out: list[str] = []
+        for key, flag in self.FLAGS:
+            value = getattr(self, key)
+            if value is not None:
+                out += [flag, repr(value) if isinstance(value, float) else str(value)]
+        return out
+
+
+def _number_or_text(t: _Table, key: str) -> str | None:
+    """A key that takes a number or a distribution such as "N(3,1)" (as the flag does)."""
+    value = t.raw(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise t.fail(key, "expected a number or a distribution such as 'U(1,5)'")
+    return str(value)
+
+
+def _sessions(t: _Table) -> ScenarioSessions:
+    return ScenarioSessions(
+        num_chat_sessions=t.integer("num_chat_sessions", minimum=1),
+        num_turns=_number_or_text(t, "num_turns"),
+        think_time_ms=_number_or_text(t, "think_time_ms"),
+        history=t.string("history", choices=("dataset", "live")),
+        max_concurrent_sessions=t.integer("max_concurrent_sessions", minimum=1),
+        trace_speedup=t.number("trace_speedup", positive=True),
+        trace_block_size=t.integer("trace_block_size", minimum=1),
+    )
+
+
+@dataclass(frozen=True)
 class ScenarioConfig:
     name: str
     dataset: str
@@ -187,6 +242,7 @@ class ScenarioConfig:
     repeats: int
     client: ClientOptions
     search: ScenarioSearch | None = None  # kind = "search"; None: a sweep of fixed loads
+    sessions: ScenarioSessions = ScenarioSessions()  # multi-turn and trace keys
 
 
 @dataclass(frozen=True)
@@ -525,15 +581,18 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
     if dataset is None:
         raise t.fail("dataset", f"missing (one of {', '.join(DATASETS)})")
     path = t.string("dataset_path")
-    if dataset in ("custom", "hf") and path is None:
+    if dataset in ("custom", "hf", *WORKLOAD_DATASETS) and path is None:
         raise t.fail("dataset_path", f"the {dataset} dataset needs a dataset_path")
     input_len = t.integer("input_len", minimum=1)
     prefix_len = t.integer("prefix_len", minimum=0)
     range_ratio = t.number("range_ratio", non_negative=True)
-    if input_len is not None and dataset not in ("random", "sonnet"):
-        raise t.fail("input_len", "only the random and sonnet datasets take an input_len")
-    if prefix_len is not None and dataset not in ("random", "sonnet"):
-        raise t.fail("prefix_len", "only the random and sonnet datasets take a prefix_len")
+    with_lengths = ("random", "sonnet", "prefix_repetition")
+    if input_len is not None and dataset not in with_lengths:
+        raise t.fail("input_len", "only the random, sonnet and prefix_repetition datasets take one")
+    if prefix_len is not None and dataset not in with_lengths:
+        raise t.fail(
+            "prefix_len", "only the random, sonnet and prefix_repetition datasets take one"
+        )
     if range_ratio is not None and dataset != "random":
         raise t.fail("range_ratio", "only the random dataset takes a range_ratio")
     hf = {k: t.string(k) for k in ("hf_subset", "hf_split", "hf_name")}
@@ -568,6 +627,7 @@ def _scenario(name: str, t: _Table) -> ScenarioConfig:
         repeats=t.integer("repeats", 1, minimum=1) or 1,
         client=_client(t),
         search=search,
+        sessions=_sessions(t),
     )
     t.done()
     return s

@@ -33,6 +33,15 @@ _LEN_FLAGS = {
     "code_debug": (None, "--sharegpt-output-len", None),
     "custom": (None, "--custom-output-len", None),
     "hf": (None, "--hf-output-len", None),
+    "prefix_repetition": (
+        "--prefix-repetition-suffix-len",
+        "--prefix-repetition-output-len",
+        "--prefix-repetition-prefix-len",
+    ),
+    # Lengths of sessions and traces come from the file (or the session flags).
+    "trace": (None, None, None),
+    "timed_trace": (None, None, None),
+    "sessions": (None, None, None),
 }
 
 
@@ -58,6 +67,30 @@ class ScenarioPlan:
     @property
     def is_search(self) -> bool:
         return self.scenario.search is not None
+
+    def first_point(self) -> tuple[float, int | None]:
+        """(rate, concurrency) of the first run: what validation and ``--dry-run`` parse the
+        flags with. A search starts at its ``search_start``."""
+        search = self.scenario.search
+        if search is None:
+            return self.request_rates[0], self.max_concurrencies[0]
+        spec = search.spec()
+        if spec.over == "concurrency":
+            return math.inf, int(spec.start)
+        return spec.start, None
+
+    def search_line(self) -> str | None:
+        """How ``--dry-run`` describes a search scenario; None for a sweep."""
+        search = self.scenario.search
+        if search is None:
+            return None
+        spec = search.spec()
+        return (
+            f"capacity search over {spec.over} from {spec.start:g} "
+            f"(within {spec.minimum:g}..{spec.maximum:g}, resolution {spec.resolution:.0%}), "
+            f"SLO {search.slo}, {self.num_prompts} prompts per probe, "
+            f"{spec.confirm_repeats} confirming repeats, at most {spec.max_probes} probes"
+        )
 
     def points(self) -> Iterator[tuple[float, int | None, int]]:
         """(rate, concurrency, repeat): each repeat is a whole sweep, so slow drift over time
@@ -147,6 +180,9 @@ def scenario_plans(cfg: SuiteConfig, quick: bool) -> list[ScenarioPlan]:
             repeats = s.repeats
         if s.search is not None:  # the search chooses its loads
             rates, concs, repeats = (), None, 1
+            # A probe must be several times the load it tests to measure it at all, so a
+            # search keeps its own probe size in quick mode too.
+            n = s.num_prompts or n
         out.append(
             ScenarioPlan(
                 scenario=s,
@@ -230,6 +266,7 @@ def run_flags(
             flags += [flag, value]
     if s.hf_name is not None:
         flags += ["--hf-name", s.hf_name]
+    flags += s.sessions.flags()
     flags += ["--num-prompts", str(plan.num_prompts), "--seed", str(cfg.seed)]
     flags += ["--request-rate", rate_text(request_rate)]
     if max_concurrency is not None:

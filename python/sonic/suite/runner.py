@@ -204,7 +204,8 @@ def print_plan(cfg: SuiteConfig, plans: list[P.ScenarioPlan], quick: bool, out: 
             file=out,
         )
         for p in plans:
-            for rate, conc, _rep in p.points():
+            points = [p.first_point() + (1,)] if p.is_search else list(p.points())
+            for rate, conc, _rep in points:
                 flags = P.run_flags(
                     cfg,
                     e,
@@ -217,6 +218,9 @@ def print_plan(cfg: SuiteConfig, plans: list[P.ScenarioPlan], quick: bool, out: 
                 P.parse_flags(e, p, flags)
                 total += 1
         for p in plans:
+            if p.search_line():
+                print(f"  scenario {p.name}: {p.scenario.dataset}, {p.search_line()}", file=out)
+                continue
             rates = ", ".join(P.rate_text(r) for r in p.request_rates)
             concs = ", ".join("none" if c is None else str(c) for c in p.max_concurrencies)
             print(
@@ -224,7 +228,10 @@ def print_plan(cfg: SuiteConfig, plans: list[P.ScenarioPlan], quick: bool, out: 
                 f"rates [{rates}], concurrency [{concs}], {p.repeats} repeat(s)",
                 file=out,
             )
-    print(f"{total} runs; nothing was started (--dry-run)", file=out)
+    searches = sum(len(P.searches_for(e, plans)) for e in cfg.engines)
+    total -= searches  # a search's first probe was parsed above, not counted as a run
+    also = f" and {searches} capacity searches" if searches else ""
+    print(f"{total} runs{also}; nothing was started (--dry-run)", file=out)
 
 
 @dataclass
@@ -308,6 +315,8 @@ class SuiteRunner:
         else:
             resume = ["sonic", "suite", "run", self.config_path or "SUITE.toml"]
             resume += ["--resume", str(self.rd.root)] + (["--quick"] if self.opts.quick else [])
+            resume += ["--engines", ",".join(self.opts.engines)] if self.opts.engines else []
+            resume += ["--allow-unfair"] if self.opts.allow_unfair else []
             todo = f"continue with `{shlex.join(resume)}`"
         print(
             f"sonic suite: interrupted by {self.interrupts.name} during "
@@ -402,9 +411,13 @@ class SuiteRunner:
     # ------------------------------------------------------------ one engine
 
     def run_engine(self, e: EngineConfig) -> None:
+        from sonic.suite.searches import search_finished
+
         runs = P.runs_for(e, self.plans)
         finished = self.manifest.finished(self.rd.root)
         todo = [r for r in runs if r.id not in finished]
+        searches = P.searches_for(e, self.plans)
+        search_todo = [s for s in searches if not search_finished(self.rd.root, s)]
         self.done_runs += len(runs) - len(todo)
         entry = self.manifest.engine(e.name)
         entry.update(
@@ -419,9 +432,11 @@ class SuiteRunner:
         )
         entry.setdefault("version", None)
         entry.setdefault("error", None)
-        if not todo:
+        if not todo and not search_todo:
             entry.setdefault("status", "ok")
-            self.say(f"engine {e.name}: all {len(runs)} runs already finished; not started")
+            n = len(searches)
+            what = f"all {len(runs)} runs" + (f" and {n} search{'es' * (n != 1)}" if n else "")
+            self.say(f"engine {e.name}: {what} already finished; not started")
             self.manifest.save()
             return
         # Only this session's static checks block an engine (live failures of an earlier
@@ -452,7 +467,12 @@ class SuiteRunner:
         self.say(
             f"engine {e.name}: "
             + ("external at " + session.url if e.external else f"starting on {session.url}")
-            + f" ({len(todo)} runs)"
+            + f" ({len(todo)} runs"
+            + (
+                f", {len(search_todo)} search{'es' * (len(search_todo) != 1)})"
+                if search_todo
+                else ")"
+            )
         )
         self.interrupts.phase = f"the start of engine {e.name}"
         try:
@@ -486,6 +506,13 @@ class SuiteRunner:
                         f"the server exited (code {code}) during the runs", session.log_tail()
                     )
                 self.do_run(session, run)
+            for search in search_todo:
+                if not session.alive():
+                    code = session.server.exit_code() if session.server else None
+                    raise EngineFailed(
+                        f"the server exited (code {code}) during a search", session.log_tail()
+                    )
+                self.do_search(session, search)
             entry["status"] = "ok"
             self.v.drop(f"engine.{e.name}.runtime")
         except EngineFailed as exc:
@@ -566,7 +593,6 @@ class SuiteRunner:
 
     def do_run(self, session: EngineSession, run: P.RunSpec) -> None:
         from sonic.benchmark import run_point
-        from sonic.suite import probes
 
         e = session.engine
         p = next(x for x in self.plans if x.name == run.scenario)
@@ -611,17 +637,9 @@ class SuiteRunner:
         expected = self.manifest.doc["workloads"].get(run.scenario, {}).get("fingerprints", {})
         if expected.get(e.name) not in (None, wl.fingerprint):
             entry["warnings"].append("workload differs from the one validated")
-        if e.reset_prefix_cache:
-            preset = session.preset
-            path = e.reset_path or (preset.reset_path if preset else None)
-            if path is None:
-                entry["warnings"].append(
-                    "reset_prefix_cache: no reset endpoint known (set reset_path)"
-                )
-            else:
-                why = probes.reset_prefix_cache(session.url, path)
-                if why:
-                    entry["warnings"].append(f"prefix cache reset failed: {why}")
+        why = self.reset_prefix_cache(session)
+        if why:
+            entry["warnings"].append(why)
         buf: TextIO = self.out if self.opts.verbose else io.StringIO()
         t = time.monotonic()
         interrupted = False
@@ -651,6 +669,45 @@ class SuiteRunner:
             raise KeyboardInterrupt
         if entry["status"] == "failed" and not session.alive():
             raise EngineFailed("the server exited during a run", session.log_tail())
+
+    def reset_prefix_cache(self, session: EngineSession) -> str | None:
+        """Empty the engine's prefix cache when the engine asks for it (``reset_prefix_cache``),
+        so that no run is served from an earlier one's cache; returns a warning, or None."""
+        from sonic.suite import probes
+
+        e = session.engine
+        if not e.reset_prefix_cache:
+            return None
+        preset = session.preset
+        path = e.reset_path or (preset.reset_path if preset else None)
+        if path is None:
+            return "reset_prefix_cache: no reset endpoint known (set reset_path)"
+        why = probes.reset_prefix_cache(session.url, path)
+        return f"prefix cache reset failed: {why}" if why else None
+
+    def do_search(self, session: EngineSession, search: P.SearchRun) -> None:
+        """One engine's capacity search; every probe starts from an empty prefix cache."""
+        from sonic.suite.searches import run_search_scenario
+
+        def before_probe() -> None:
+            why = self.reset_prefix_cache(session)
+            if why:
+                self.say(f"{search.id}: {why}")
+
+        self.say(f"{search.id}: searching")
+        buf: TextIO = self.out if self.opts.verbose else io.StringIO()
+        try:
+            code = run_search_scenario(self, session, search, buf, before_probe=before_probe)
+        except SonicError as exc:
+            self.counts["failed"] += 1
+            self.say(f"{search.id}: failed: {exc}")
+            return
+        answer = self.manifest.doc.get("searches", {}).get(search.id, {}).get("answer")
+        self.say(f"{search.id}: {answer or 'no answer'}")
+        if code == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt
+        if code != 0 and not session.alive():
+            raise EngineFailed("the server exited during a search", session.log_tail())
 
     def _record_outcome(self, entry: dict[str, Any], outcome: Any) -> None:
         m = outcome.metrics

@@ -344,6 +344,7 @@ def prepare(
     for p in plans:
         per_engine: dict[str, Prepared] = {}
         errors: dict[str, list[str]] = {}  # message -> engines
+        rate, conc = p.first_point()
         for e in cfg.engines:
             flags = P.run_flags(
                 cfg,
@@ -351,8 +352,8 @@ def prepare(
                 p,
                 url=_PLACEHOLDER_URL,
                 model=request_model(e),
-                request_rate=p.request_rates[0],
-                max_concurrency=p.max_concurrencies[0],
+                request_rate=rate,
+                max_concurrency=conc,
             )
             if not P.tokenizer_for(cfg, e):
                 raise SonicError(
@@ -545,6 +546,8 @@ def _heaviest(plans: list[P.ScenarioPlan]) -> tuple[P.ScenarioPlan, float, int |
     best = None
     best_key = (-1.0, -1)
     for p in plans:
+        if p.is_search:  # its loads are found as it goes; each probe certifies its own client
+            continue
         rate = max(p.request_rates)
         conc_values = [c for c in p.max_concurrencies if c is not None]
         conc = max(conc_values) if conc_values else None

@@ -26,6 +26,18 @@ def measured_hit_rate(telemetry: Any) -> float | None:
     return float(hits) / float(queries)
 
 
+def reported_cached_share(records: Any) -> float | None:
+    """Share of prompt tokens the engine said it served from cache, summed over the responses
+    that reported it (``usage.prompt_tokens_details.cached_tokens``): the measure for engines
+    without prefix-cache counters in /metrics (llama.cpp); None when no response reported it."""
+    cached = np.asarray(records.cached_tokens)
+    prompt = np.asarray(records.prompt_tokens)
+    sel = (cached >= 0) & (prompt > 0)
+    if not sel.any():
+        return None
+    return float(cached[sel].sum()) / float(prompt[sel].sum())
+
+
 @dataclass(frozen=True)
 class WorkloadSection:
     """``sonic.workload`` of a result."""
@@ -36,6 +48,7 @@ class WorkloadSection:
     measured_hit_rate: float | None
     by_turn: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, Any] = field(default_factory=dict)
+    reported_cached_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.workload.describe())
@@ -44,6 +57,7 @@ class WorkloadSection:
         out["fingerprint"] = self.workload.fingerprint()
         out["expected_prefix_reuse"] = self.expected.to_dict()
         out["measured_prefix_cache_hit_rate"] = self.measured_hit_rate
+        out["reported_cached_prompt_share"] = self.reported_cached_share
         if self.by_turn:
             out["by_turn"] = self.by_turn
         if self.sessions:
@@ -61,6 +75,8 @@ class WorkloadSection:
             lines.append(f"Expected prefix reuse ({r.block_size}-token blocks): {r.share:.1%}")
         if self.measured_hit_rate is not None:
             lines.append(f"Measured prefix-cache hit rate (engine): {self.measured_hit_rate:.1%}")
+        if self.reported_cached_share is not None:
+            lines.append(f"Cached prompt tokens (engine usage): {self.reported_cached_share:.1%}")
         if self.by_turn:
             ttfts = ", ".join(
                 f"{t['turn']}: {t['ttft_mean_ms']:.1f}"
