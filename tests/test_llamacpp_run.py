@@ -238,6 +238,8 @@ def test_multi_turn_sessions_reuse_the_engines_prompt_cache(
     assert cp.returncode == 0, cp.stderr
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["completed"] == 12 and doc["failed"] == 0, [e for e in doc["errors"] if e]
+    # Every turn of the sessions went out: not "partial" against the default --num-prompts.
+    assert "Partial results" not in cp.stdout and not doc["sonic"].get("partial"), cp.stdout
     section = doc["sonic"]["workload"]
     by_turn = {t["turn"]: t for t in section["by_turn"]}
     assert set(by_turn) == {0, 1, 2} and all(t["completed"] == 4 for t in by_turn.values())

@@ -159,6 +159,8 @@ def test_sweep_with_result_filename_writes_one_file_per_point(tmp_path):
         (["--goodput", "ttft:abc"], "goodput"),
         (["--request-rate", "0"], "request-rate"),
         (["--request-rate", "-2"], "request-rate"),
+        (["--client-threads", "0"], "--client-threads"),
+        (["--client-threads", "257"], "--client-threads"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(extra, needle):
@@ -180,3 +182,25 @@ def test_unreachable_server_is_one_line_and_exit_2():
     assert cp.returncode == 2
     lines = [ln for ln in cp.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "cannot connect" in lines[0]
+
+
+def test_client_threads_default_to_the_host_and_are_recorded(tmp_path):
+    """The client's worker threads: the host's available cores (at most 16) unless
+    --client-threads says otherwise; the result says how many the run had."""
+    import os
+
+    host = min(max(len(os.sched_getaffinity(0)), 1), 16)
+    with sim_process("--ttft-ms", "5", "--itl-ms", "1", "--output-len", "8") as url:
+        for name, extra, expected in (
+            ("default", [], host),
+            ("three", ["--client-threads", "3"], 3),
+        ):
+            cp = run_sonic(
+                "--base-url", url, *BASE, "--num-prompts", "16", "--request-rate", "inf",
+                "--max-concurrency", "8", "--save-result", "--result-dir", str(tmp_path),
+                "--result-filename", f"{name}.json", *extra,
+            )  # fmt: skip
+            assert cp.returncode == 0, cp.stderr
+            doc = load_json(tmp_path / f"{name}.json")
+            assert doc["completed"] == 16
+            assert doc["sonic"]["client_threads"] == expected

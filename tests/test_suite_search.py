@@ -247,3 +247,19 @@ def test_dry_run_describes_the_search(tmp_path):
     assert "capacity search over concurrency from 4" in cp.stdout
     assert "SLO tpot:p50<=10.5ms" in cp.stdout
     assert "0 runs and 2 capacity searches" in cp.stdout
+
+
+def test_the_capacity_report_renders_offline_in_headless_chromium(searched, tmp_path):
+    """The capacity answer and each engine's search plot in the single-file report, as a
+    browser shows it with every host unresolvable."""
+    from test_report import _render
+
+    _, cp, d = searched
+    assert cp.returncode == 0 and d is not None
+    dom, requested = _render(d / "report.html", tmp_path, "--dump-dom")
+    assert requested == []
+    capacity = dom.split('id="capacity"', 1)[1].split("</section>", 1)[0]
+    assert "carries" in capacity and "’s load at p50 TPOT" in capacity.replace("'", "’")
+    assert dom.count('alt="fast search"') == 1 and dom.count('alt="slow search"') == 1
+    verdict = dom.split('id="verdict"', 1)[1].split("</section>", 1)[0]
+    assert "capacity" in verdict and "slow" in verdict and "fast" in verdict

@@ -406,3 +406,39 @@ def test_fingerprint_follows_the_seed_and_the_history(tokenizer):
 def test_max_2025_refuses_sessions_it_would_draw_differently():
     with pytest.raises(SonicError, match="--num-chat-sessions is not supported with --compat max"):
         parse_run_args(["--compat", "max", "--model", "m", "--num-chat-sessions", "3"])
+
+
+def test_measured_hit_rate_from_counters_else_a_gauge_and_usage_share():
+    """The engine's own measures: vLLM-style counters first, SGLang's hit-rate gauge (mean over
+    the run) where there are no counters, nothing without either; and the share of prompt
+    tokens the responses' usage reported as cached (-1: not reported)."""
+    import types
+
+    import numpy as np
+
+    from sonic.telemetry.scrape import Scrape
+    from sonic.telemetry.session import EndpointTelemetry
+    from sonic.workloads.section import measured_hit_rate, reported_cached_share
+
+    def scrape(t: int, **values: float) -> Scrape:
+        return Scrape("during", t, t + 1, True, values=values)
+
+    def tel(deltas: dict, scrapes: list) -> types.SimpleNamespace:
+        primary = EndpointTelemetry("server", "http://x/metrics", "sglang", deltas, {}, scrapes)
+        return types.SimpleNamespace(primary=primary, window_ns=(0, 100))
+
+    counters = {
+        "normalized": {"prefix_cache_hits_total": 30.0, "prefix_cache_queries_total": 120.0}
+    }
+    gauge = [scrape(10, prefix_cache_hit_rate=0.2), scrape(20, prefix_cache_hit_rate=0.6)]
+    assert measured_hit_rate(tel(counters, gauge)) == pytest.approx(0.25)
+    assert measured_hit_rate(tel({}, gauge)) == pytest.approx(0.4)
+    assert measured_hit_rate(tel({}, [scrape(10, running=1.0)])) is None
+    assert measured_hit_rate(types.SimpleNamespace(primary=None)) is None
+
+    records = types.SimpleNamespace(
+        cached_tokens=np.array([-1, 0, 40, 30]), prompt_tokens=np.array([50, 50, 50, 0])
+    )
+    assert reported_cached_share(records) == pytest.approx(40 / 100)
+    none = types.SimpleNamespace(cached_tokens=np.array([-1, -1]), prompt_tokens=np.array([5, 5]))
+    assert reported_cached_share(none) is None

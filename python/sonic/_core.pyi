@@ -73,6 +73,7 @@ class Records(TypedDict):
     t0_mono_ns: int
     cancelled: bool
     deadline_reached: bool
+    client_threads: int  # tokio worker threads the client ran with
     intended_ns: npt.NDArray[np.int64]
     session_index: npt.NDArray[np.int64]
     turn_index: npt.NDArray[np.int64]

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -262,6 +262,7 @@ def build_run_config(args: RunArgs, samples, *, schedule_seed: int | None = None
         max_duration_s=tr.max_benchmark_duration_s,
         insecure=t.insecure,
         warm_connections=warm_connections(args),
+        client_threads=tr.client_threads,
     )
 
 
@@ -511,9 +512,11 @@ def run_point(
             first_turns=args.dataset.ignore_first_turn_stats,
         ),
     )
-    info = make_info(args, simulated=simulated, records=records)
     workload = workload_of(samples)
     expected = args.dataset.num_prompts if workload is None else len(samples)
+    info = replace(
+        make_info(args, simulated=simulated, records=records), expected_requests=expected
+    )
     outcome = dialect.outcome(metrics, expected)
     console.print_summary(dialect, metrics, info, file=out)
     for line in tel.console_lines():
@@ -567,6 +570,8 @@ def run_point(
             sonic_keys["workload"] = section.to_dict()
         if accuracy is not None:
             sonic_keys["client_accuracy"] = {k: v for k, v in accuracy.items() if k != "line"}
+        if "client_threads" in records.extra:
+            sonic_keys["client_threads"] = int(records.extra["client_threads"])
         _add_validity(doc, dialect, validity, metrics)
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         if held:

@@ -161,6 +161,8 @@ class RunConfig:
     max_concurrent_sessions: int | None = None
     cache_salt: str | None = None
     session_id_as_cache_salt: bool = False
+    # Worker threads reading the streams (None: the host's available cores, at most 16).
+    client_threads: int | None = None
 
     def to_json(self) -> str:
         b = self.body
@@ -194,6 +196,7 @@ class RunConfig:
             "max_concurrent_sessions": self.max_concurrent_sessions,
             "cache_salt": self.cache_salt,
             "session_id_as_cache_salt": bool(self.session_id_as_cache_salt),
+            "client_threads": self.client_threads,
         }
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":"))

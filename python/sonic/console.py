@@ -72,7 +72,7 @@ def format_sonic(metrics: BenchmarkMetrics, info: RunInfo, dialect: Any = "vllm"
         out.append(integer("Responses without server usage:", t.requests_without_usage))
     from sonic import dialects
 
-    outcome = dialects.get(dialect).outcome(m, info.num_prompts)
+    outcome = dialects.get(dialect).outcome(m, info.expected_requests or info.num_prompts)
     if outcome.partial:
         out.append("Partial results: " + "; ".join(outcome.reasons))
     out.append("=" * WIDTH)

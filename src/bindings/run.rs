@@ -26,6 +26,7 @@ fn records_dict<'py>(py: Python<'py>, r: &Records) -> PyResult<Bound<'py, PyDict
     d.set_item("t0_mono_ns", r.t0_mono_ns)?;
     d.set_item("cancelled", r.cancelled)?;
     d.set_item("deadline_reached", r.deadline_reached)?;
+    d.set_item("client_threads", r.client_threads)?;
     d.set_item("intended_ns", PyArray1::from_slice(py, &r.intended_ns))?;
     d.set_item("session_index", PyArray1::from_slice(py, &r.session_index))?;
     d.set_item("turn_index", PyArray1::from_slice(py, &r.turn_index))?;

@@ -142,6 +142,23 @@ pub struct RunConfig {
     /// Connections opened (a GET of `{base_url}/health` each) before t0, at most the pool size.
     #[serde(default)]
     pub warm_connections: usize,
+    /// Tokio worker threads of the client; `None` = [`default_client_threads`].
+    #[serde(default)]
+    pub client_threads: Option<usize>,
+}
+
+/// More worker threads than this only adds contention.
+pub const MAX_CLIENT_THREADS: usize = 256;
+/// The default's bound: past a few cores the dispatcher, not the workers, limits a client.
+pub const DEFAULT_CLIENT_THREADS_MAX: usize = 16;
+
+/// The host's available cores (its cgroup/affinity share), between 1 and
+/// [`DEFAULT_CLIENT_THREADS_MAX`].
+pub fn default_client_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, DEFAULT_CLIENT_THREADS_MAX)
 }
 
 /// More warm connections than this is a mistake, not a warm-up.
@@ -183,7 +200,20 @@ impl RunConfig {
         Ok(cfg)
     }
 
+    /// The worker threads this run uses.
+    pub fn worker_threads(&self) -> usize {
+        self.client_threads.unwrap_or_else(default_client_threads)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(t) = self.client_threads {
+            if t == 0 || t > MAX_CLIENT_THREADS {
+                return Err(field(
+                    "client_threads",
+                    format!("must be between 1 and {MAX_CLIENT_THREADS}, got {t}"),
+                ));
+            }
+        }
         let url = self.url_string();
         match reqwest::Url::parse(&url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
@@ -426,6 +456,31 @@ pub(crate) mod tests {
         let c = RunConfig::from_json(&sample_json().to_string()).unwrap();
         assert_eq!(c.api, ApiKind::Completions);
         assert_eq!(c.url_string(), "http://127.0.0.1:8000/v1/completions");
+    }
+
+    #[test]
+    fn client_threads_default_to_the_host_and_are_bounded() {
+        let c = RunConfig::from_json(&sample_json().to_string()).unwrap();
+        let d = default_client_threads();
+        assert!((1..=DEFAULT_CLIENT_THREADS_MAX).contains(&d));
+        assert_eq!(c.worker_threads(), d);
+        let mut v = sample_json();
+        v["client_threads"] = Value::from(3);
+        assert_eq!(
+            RunConfig::from_json(&v.to_string())
+                .unwrap()
+                .worker_threads(),
+            3
+        );
+        for bad in [0, MAX_CLIENT_THREADS + 1] {
+            let mut v = sample_json();
+            v["client_threads"] = Value::from(bad);
+            let e = err_of(v);
+            assert!(
+                e.contains("client_threads") && e.contains("between 1 and"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -19,9 +19,6 @@ use super::state::{Abort, Progress, RunState};
 use super::warm::open_connections;
 use crate::recorder::Records;
 
-/// Tokio workers: the machine this was tuned on has 2 cores; the dispatcher has its own thread.
-const WORKER_THREADS: usize = 2;
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -213,8 +210,10 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
         field: "base_url".into(),
         why: e.to_string(),
     })?;
+    // Tokio workers read the streams; the dispatcher keeps the schedule on its own thread.
+    let threads = cfg.worker_threads();
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKER_THREADS)
+        .worker_threads(threads)
         .thread_name("sonic-client")
         .enable_all()
         .build()
@@ -293,6 +292,7 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
             records.t0_mono_ns = t0;
             records.cancelled = state.cancelled.load(Relaxed);
             records.deadline_reached = state.deadline_reached.load(Relaxed);
+            records.client_threads = threads;
             state.finished.store(true, Relaxed);
             let (lock, cv) = &*result;
             *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(records));

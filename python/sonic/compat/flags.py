@@ -566,6 +566,14 @@ FLAGS: tuple[Flag, ...] = (
         "bool",
     ),
     _impl(
+        "--client-threads",
+        "traffic",
+        "sonic",
+        "worker threads of the client that read the streams (default: the host's available "
+        "cores, at most 16; the dispatcher keeps the schedule on a thread of its own)",
+        metavar="N",
+    ),
+    _impl(
         "--self-calibrate",
         "prerun",
         "sonic",

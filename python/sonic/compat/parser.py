@@ -539,11 +539,20 @@ def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
         ),
         stop_over_saturated=raw.flag("stop_over_saturated", False),
         self_calibrate=raw.flag("self_calibrate", True),
+        client_threads=_client_threads(raw),
         **_session_fields(raw),
     )
 
 
 HISTORY_MODES = ("dataset", "live")
+MAX_CLIENT_THREADS = 256  # as the core allows
+
+
+def _client_threads(raw: _Raw) -> int | None:
+    n = raw.integer("client_threads", None, minimum=1)
+    if n is not None and n > MAX_CLIENT_THREADS:
+        raise SonicError(f"--client-threads: at most {MAX_CLIENT_THREADS}, got {n}")
+    return n
 
 
 def _session_fields(raw: _Raw) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class TrafficArgs:
     flush_prefix_cache: bool = False  # reset the engine's prefix cache before the run
     stop_over_saturated: bool = False  # stop once the backlog keeps growing (GuideLLM)
     self_calibrate: bool = True  # measure the client's timing error here before the run
+    client_threads: int | None = None  # the client's worker threads (None: the core's default)
     # Sessions (multi-turn workloads only): earlier turns' text, id header, prefix-cache salt
     # ("auto": one drawn per run).
     history: str = "dataset"

@@ -131,7 +131,7 @@ def sonic_section(dialect: Any, m: BenchmarkMetrics, info: RunInfo) -> dict[str,
     from sonic import dialects
 
     d = dialects.get(dialect)
-    outcome = d.outcome(m, info.num_prompts)
+    outcome = d.outcome(m, info.expected_requests or info.num_prompts)
     t = m.tokens
     return {
         "version": __version__,

@@ -23,6 +23,9 @@ class RunInfo:
     backend: str
     model_id: str
     num_prompts: int
+    # Requests the workload holds when it is not --num-prompts (sessions: every turn of the
+    # sessions kept); what the outcome counts as "all dispatched". None: num_prompts.
+    expected_requests: int | None = None
     request_rate: float = math.inf
     tokenizer_id: str | None = None
     label: str | None = None

@@ -14,16 +14,19 @@ from sonic.workloads.types import SESSIONS, Workload
 
 
 def measured_hit_rate(telemetry: Any) -> float | None:
-    """Prefix-cache hit rate over the run from the engine's counters (tokens hit / tokens
-    queried, vLLM's ``prefix_cache_*_total`` and their MAX equivalents); None without them."""
+    """Prefix-cache hit rate over the run from the engine's own /metrics: tokens hit / tokens
+    queried from the counters (vLLM's ``prefix_cache_*_total``, MAX's equivalents), else the
+    mean of a hit-rate gauge over the run (SGLang's ``cache_hit_rate``, vLLM V0's); None when
+    the engine exports neither."""
     primary = getattr(telemetry, "primary", None)
     if primary is None:
         return None
     deltas = primary.deltas.get("normalized", {})
     hits, queries = deltas.get("prefix_cache_hits_total"), deltas.get("prefix_cache_queries_total")
-    if hits is None or not queries:
-        return None
-    return float(hits) / float(queries)
+    if hits is not None and queries:
+        return float(hits) / float(queries)
+    gauge = primary.gauge_stats(getattr(telemetry, "window_ns", None)).get("prefix_cache_hit_rate")
+    return None if gauge is None or gauge.get("mean") is None else float(gauge["mean"])
 
 
 def reported_cached_share(records: Any) -> float | None:
