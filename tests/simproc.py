@@ -46,5 +46,16 @@ def run_sonic(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
     )
 
 
+def run_suite_text(tmp: Path, name: str, text: str, timeout: float = 600):
+    """Write a suite file into ``tmp`` and ``sonic suite run`` it into ``tmp/results``: the
+    file's path, the finished process and the results directory (None unless exactly one)."""
+    path = tmp / name
+    path.write_text(text)
+    out = tmp / "results"
+    cp = run_sonic("suite", "run", str(path), "--output-dir", str(out), timeout=timeout)
+    dirs = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
+    return path, cp, (dirs[0] if len(dirs) == 1 else None)
+
+
 def load_json(path: Path) -> dict:
     return json.loads(path.read_text())

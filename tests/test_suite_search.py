@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simproc import run_sonic
+from simproc import run_sonic, run_suite_text
 from sonic.errors import SonicError
 from sonic.report.capacity import ratios, read_searches
 from sonic.suite import plan as P
@@ -181,13 +181,7 @@ confirm_repeats = 1
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("suite-search")
-    path = tmp / "cap.toml"
-    path.write_text(SEARCH_SUITE)
-    out = tmp / "results"
-    cp = run_sonic("suite", "run", str(path), "--output-dir", str(out))
-    dirs = [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
-    return path, cp, (dirs[0] if len(dirs) == 1 else None)
+    return run_suite_text(tmp_path_factory.mktemp("suite-search"), "cap.toml", SEARCH_SUITE)
 
 
 def test_a_suite_search_finds_each_engines_capacity_and_their_ratio(searched):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simproc import run_sonic
+from simproc import run_suite_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizer"
@@ -57,12 +57,8 @@ num_prompts = 100
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("suite-sessions")
-    path = tmp / "chats.toml"
-    path.write_text(SUITE)
-    cp = run_sonic("suite", "run", str(path), "--output-dir", str(tmp / "r"), timeout=600)
-    dirs = [p for p in (tmp / "r").iterdir() if p.is_dir()] if (tmp / "r").is_dir() else []
-    return cp, (dirs[0] if len(dirs) == 1 else None)
+    _, cp, d = run_suite_text(tmp_path_factory.mktemp("suite-sessions"), "chats.toml", SUITE)
+    return cp, d
 
 
 def _turns(d: Path, run: dict) -> list[tuple[int, int, int]]:

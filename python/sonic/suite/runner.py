@@ -181,6 +181,17 @@ def stop_leftovers(out: TextIO) -> list[str]:
     return lines
 
 
+def ensure_alive(session: EngineSession, during: str) -> None:
+    """Raise EngineFailed when the engine's server has exited (before its next run)."""
+    if not session.alive():
+        code = session.server.exit_code() if session.server else None
+        raise EngineFailed(f"the server exited (code {code}) during {during}", session.log_tail())
+
+
+def searches_text(n: int) -> str:
+    return f"{n} search" + ("es" if n != 1 else "")
+
+
 def print_plan(cfg: SuiteConfig, plans: list[P.ScenarioPlan], quick: bool, out: TextIO) -> None:
     """``--dry-run``: what would be launched and run; every run's flags are parsed."""
     from sonic.suite.engines import request_model
@@ -434,8 +445,9 @@ class SuiteRunner:
         entry.setdefault("error", None)
         if not todo and not search_todo:
             entry.setdefault("status", "ok")
-            n = len(searches)
-            what = f"all {len(runs)} runs" + (f" and {n} search{'es' * (n != 1)}" if n else "")
+            what = f"all {len(runs)} runs" + (
+                f" and {searches_text(len(searches))}" if searches else ""
+            )
             self.say(f"engine {e.name}: {what} already finished; not started")
             self.manifest.save()
             return
@@ -468,11 +480,7 @@ class SuiteRunner:
             f"engine {e.name}: "
             + ("external at " + session.url if e.external else f"starting on {session.url}")
             + f" ({len(todo)} runs"
-            + (
-                f", {len(search_todo)} search{'es' * (len(search_todo) != 1)})"
-                if search_todo
-                else ")"
-            )
+            + (f", {searches_text(len(search_todo))})" if search_todo else ")")
         )
         self.interrupts.phase = f"the start of engine {e.name}"
         try:
@@ -500,18 +508,10 @@ class SuiteRunner:
             self.engine_ready(session, entry)
             self.interrupts.phase = f"the runs of engine {e.name}"
             for run in todo:
-                if not session.alive():
-                    code = session.server.exit_code() if session.server else None
-                    raise EngineFailed(
-                        f"the server exited (code {code}) during the runs", session.log_tail()
-                    )
+                ensure_alive(session, "the runs")
                 self.do_run(session, run)
             for search in search_todo:
-                if not session.alive():
-                    code = session.server.exit_code() if session.server else None
-                    raise EngineFailed(
-                        f"the server exited (code {code}) during a search", session.log_tail()
-                    )
+                ensure_alive(session, "a search")
                 self.do_search(session, search)
             entry["status"] = "ok"
             self.v.drop(f"engine.{e.name}.runtime")
