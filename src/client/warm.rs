@@ -9,9 +9,16 @@ use tokio::task::JoinSet;
 /// How long one opening request may take; a server that does not answer is left to the run.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Send `k` concurrent GETs to `url` and read their bodies, so the pool keeps `k` connections.
-/// The answers' status does not matter (a 404 still leaves a kept-alive connection); errors
-/// are ignored: the measured requests report whatever is wrong with the server.
+/// The pool takes a connection back on a background task once its answer has been read, and a
+/// GET that found another's connection idle first leaves its own connect to finish in the
+/// background: this wait lets both land in the pool before t0, so that the first wave finds
+/// every connection idle instead of racing a new connect against a return (seen on a loaded
+/// 2-core host).
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Send `k` concurrent GETs to `url` and read their answers, so the pool keeps `k` connections.
+/// The answers' status does not matter (a 404 still leaves a kept-alive connection); errors are
+/// ignored: the measured requests report whatever is wrong with the server.
 pub async fn open_connections(client: &reqwest::Client, url: &reqwest::Url, k: usize) {
     let mut set = JoinSet::new();
     for _ in 0..k {
@@ -23,4 +30,5 @@ pub async fn open_connections(client: &reqwest::Client, url: &reqwest::Url, k: u
         });
     }
     while set.join_next().await.is_some() {}
+    tokio::time::sleep(SETTLE).await;
 }
