@@ -13,6 +13,9 @@
 //! A delay is Gamma(shape = burstiness, scale = 1/(rate·burstiness)) (burstiness 1 = Poisson);
 //! no burstiness means constant spacing 1/rate; no rate (and no ramp-up) means all at t0.
 //!
+//! `unpaced` arrivals go first, all at t0, and the process draws the rest as if they were the
+//! whole run (MAX's warm-started sessions start at once; cold ones follow the arrivals).
+//!
 //! Explicit `arrivals_s` (trace replay) override all of that: the given offsets are used as
 //! they are, one per request (or per session start), and must be finite, >= 0, at most
 //! [`MAX_ARRIVAL_S`] and non-decreasing.
@@ -61,6 +64,9 @@ pub struct ScheduleSpec {
     /// Explicit intended offsets from t0 in seconds; override rate, burstiness and ramp-up.
     #[serde(default)]
     pub arrivals_s: Option<Vec<f64>>,
+    /// Arrivals at t0 ahead of the drawn ones (not with `arrivals_s`).
+    #[serde(default)]
+    pub unpaced: usize,
 }
 
 /// Latest explicit arrival accepted (about 3 years; keeps t0 + offset inside i64 ns).
@@ -68,6 +74,8 @@ pub const MAX_ARRIVAL_S: f64 = 1e8;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScheduleError {
+    #[error("schedule.unpaced cannot be combined with schedule.arrivals_s")]
+    UnpacedWithArrivals,
     #[error("schedule.request_rate must be a positive finite number, got {0}")]
     Rate(f64),
     #[error("schedule.burstiness must be a positive finite number, got {0}")]
@@ -140,6 +148,19 @@ impl ScheduleSpec {
     /// Intended arrival offsets in seconds from t0 for `n` requests (non-decreasing).
     pub fn arrivals_s(&self, n: usize) -> Result<Vec<f64>, ScheduleError> {
         self.validate()?;
+        if self.unpaced > 0 {
+            if self.arrivals_s.is_some() {
+                return Err(ScheduleError::UnpacedWithArrivals);
+            }
+            let first = self.unpaced.min(n);
+            let rest = ScheduleSpec {
+                unpaced: 0,
+                ..self.clone()
+            };
+            let mut out = vec![0.0; first];
+            out.extend(rest.arrivals_s(n - first)?);
+            return Ok(out);
+        }
         if let Some(times) = &self.arrivals_s {
             if times.len() != n {
                 return Err(ScheduleError::ArrivalCount {
@@ -216,7 +237,32 @@ mod tests {
             convention: conv,
             seed: 42,
             arrivals_s: None,
+            unpaced: 0,
         }
+    }
+
+    #[test]
+    fn unpaced_arrivals_go_first_and_the_rest_follow_the_process() {
+        let base = spec(Some(4.0), Some(1.0), Convention::Sequential);
+        let drawn = base.arrivals_s(5).unwrap();
+        let warm = ScheduleSpec {
+            unpaced: 3,
+            ..base.clone()
+        };
+        let got = warm.arrivals_s(8).unwrap();
+        assert_eq!(&got[..3], &[0.0, 0.0, 0.0]);
+        assert_eq!(&got[3..], &drawn[..]);
+        // More unpaced than arrivals: all at t0.
+        let all = ScheduleSpec {
+            unpaced: 9,
+            ..base.clone()
+        };
+        assert_eq!(all.arrivals_s(2).unwrap(), vec![0.0, 0.0]);
+        let both = ScheduleSpec {
+            arrivals_s: Some(vec![0.0]),
+            ..warm
+        };
+        assert_eq!(both.arrivals_s(1), Err(ScheduleError::UnpacedWithArrivals));
     }
 
     fn gaps(t: &[f64]) -> Vec<f64> {

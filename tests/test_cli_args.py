@@ -325,7 +325,7 @@ def test_percentile_flags_are_refused_under_max():
         (["--profile"], "profiling"),
         (["--lora-modules", "a=/p"], "LoRA"),
         (["--probe-request-rate", "2"], "probe"),
-        (["--warmup-to-steady-state"], "steady"),
+        (["--warmup-delay-biased"], "biased"),
         (["--tokenizer-mode", "slow"], "tokenizer"),
         (["--num-iters", "3"], "iterations"),
     ],

@@ -235,3 +235,64 @@ def test_sonic_matches_the_real_tool(
     assert tool_doc["completed"] == NUM_PROMPTS
     assert tool_doc["total_output_tokens"] == NUM_PROMPTS * 16
     assert not problems, "\n".join(problems) + "\n" + json.dumps(delays)
+
+
+# ---------------------------------------------------------------- multi-turn warm-up
+
+WARMUP_SESSIONS, WARMUP_TURNS, WARMUP_CAP = 6, 4, 3
+
+
+def _warmup_flags(url: str, tokenizer: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--backend", "vllm-chat", "--endpoint", "/v1/chat/completions", "--base-url", url,
+        "--model", SERVED, "--tokenizer", str(tokenizer), "--dataset-name", "random",
+        "--num-chat-sessions", str(WARMUP_SESSIONS), "--random-num-turns", str(WARMUP_TURNS),
+        "--random-input-len", "40", "--random-output-len", "6", "--num-prompts", "200",
+        "--max-concurrency", str(WARMUP_CAP), "--skip-first-n-requests", "0",
+        "--skip-last-n-requests", "0", "--no-collect-gpu-stats", "--disable-tqdm",
+        "--log-dir", str(out / "logs"), "--result-filename", str(out / "result.json"), *extra,
+    ]  # fmt: skip
+
+
+def test_warmup_to_steady_state_as_the_tool_does(
+    sim_url, smollm2_hf_dir, cpu_engine_venvs, tmp_path
+):
+    """`max benchmark` 26.7 warms multi-turn runs up by default: M = max concurrency sessions,
+    picked from a pool 8 x M larger, start at a drawn turn after one untimed request each, and
+    are measured on top of the --num-chat-sessions sessions. sonic does the same by default
+    under max-benchmark, and neither does with --no-warmup-to-steady-state."""
+    venv = cpu_engine_venvs[ENGINE["max-benchmark"]]
+    cold = WARMUP_SESSIONS * WARMUP_TURNS
+    for extra in ([], ["--no-warmup-to-steady-state"]):
+        name = "on" if not extra else "off"
+        out = tmp_path / name
+        out.mkdir()
+        (out / "tool").mkdir()
+        argv = _warmup_flags(sim_url, smollm2_hf_dir, out / "tool", *extra)
+        cp = run_tool("max-benchmark", venv.bin, argv, cwd=out / "tool")
+        assert cp.returncode == 0, cp.stderr[-4000:]
+        tool_doc = load_json(out / "tool" / "result.json")
+        tool_log = cp.stdout + cp.stderr
+        sonic_doc = run_sonic_side(
+            [
+                "--compat",
+                "max-benchmark",
+                *_warmup_flags(sim_url, smollm2_hf_dir, out / "sonic", *extra),
+            ],
+            out / "sonic",
+        )
+        plan = sonic_doc["sonic"].get("warmup_to_steady_state")
+        if extra:
+            assert "Warming up to steady state" not in tool_log
+            assert tool_doc["completed"] == cold and plan is None
+            assert sonic_doc["completed"] == cold
+            continue
+        warm = f"Warming up to steady state: {WARMUP_CAP} sessions"
+        assert warm in tool_log, tool_log[-3000:]
+        assert f"warmup_pool={8 * WARMUP_CAP} main_pool={WARMUP_SESSIONS}" in tool_log
+        assert (plan["candidate_pool"], plan["main_pool"]) == (8 * WARMUP_CAP, WARMUP_SESSIONS)
+        # Each warm session adds its turns from the drawn start on: 1..4 requests each.
+        span = range(cold + WARMUP_CAP, cold + WARMUP_CAP * WARMUP_TURNS + 1)
+        assert tool_doc["completed"] in span, tool_doc["completed"]
+        added = sum(WARMUP_TURNS - k for k in plan["start_turns"])
+        assert sonic_doc["completed"] == cold + added and sonic_doc["completed"] in span

@@ -204,7 +204,12 @@ def test_too_few_samples_on_a_short_run(tmp_path):
         )  # fmt: skip
     assert cp.returncode == 0, cp.stderr
     validity = doc["sonic"]["validity"]
-    assert v.TOO_FEW_SAMPLES in _codes(doc) and validity["verdict"] != v.INVALID
+    # Too few samples marks the p99s, not the run (the verdict may still be invalid for another
+    # reason: a loaded host can put the client behind its schedule).
+    (few,) = [r for r in validity["reasons"] if r["code"] == v.TOO_FEW_SAMPLES]
+    assert few["affects"], few  # scoped to the percentiles it cannot support
+    whole = [r for r in validity["reasons"] if r["severity"] == v.INVALID and not r["affects"]]
+    assert (validity["verdict"] == v.INVALID) == bool(whole), validity
     assert "p99_ttft_ms" in validity["invalid_metrics"]
     assert validity["figures"]["samples"]["ttft"] == 30
 

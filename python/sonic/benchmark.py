@@ -115,7 +115,13 @@ def load_workload(args: RunArgs):
     tokenizer = load_tokenizer(name, trust_remote_code=t.trust_remote_code)
     from sonic.workloads import build_workload
 
+    extra = _warmup_extra_sessions(args)
+    if extra:  # MAX's warm-up draws its candidates from a larger pool
+        d = replace(d, num_chat_sessions=(d.num_chat_sessions or 0) + extra)
     workload = build_workload(d, tokenizer)
+    if workload is not None and extra:
+        start = WarmStart(workload, args, tokenizer)
+        return tokenizer, start.samples_for(args)[0]
     if workload is not None:  # sessions or a timed trace: the client gets the workload itself
         return tokenizer, WorkloadSamples.of(workload, tokenizer, t.api)
     samples = sample_requests(d, tokenizer)
@@ -127,11 +133,14 @@ def load_workload(args: RunArgs):
 class WorkloadSamples(list):
     """The samples of a sessions or timed-trace workload: one SampleRequest per record (turns
     session by session, as the client records them; prompt and length with the dataset's
-    history), plus the workload itself, which ``build_run_config`` hands to the client."""
+    history), plus the workload itself, which ``build_run_config`` hands to the client.
+    ``warm``: the warm-up to steady state that made it (per point; None without)."""
 
     def __init__(self, samples: list, workload) -> None:
         super().__init__(samples)
         self.workload = workload
+        self.warm: WarmStart | None = None
+        self.warm_plan = None
 
     @classmethod
     def of(cls, workload, tokenizer, api: str) -> WorkloadSamples:
@@ -145,7 +154,7 @@ class WorkloadSamples(list):
                 SampleRequest(r.prompt, r.prompt_len, r.max_tokens) for r in workload.requests
             ]
             return cls(samples, workload)
-        turns = [t for sess in workload.sessions for t in sess.turns]
+        turns = [t for sess in workload.sessions for t in sess.sent_turns]
         samples = [
             SampleRequest(
                 prompt=COMPLETIONS_JOINER.join(m["content"] for m in messages),
@@ -157,6 +166,55 @@ class WorkloadSamples(list):
             )
         ]
         return cls(samples, workload)
+
+
+def _warmup_extra_sessions(args: RunArgs) -> int:
+    """Sessions the dataset is asked for beyond --num-chat-sessions, for the warm-up's
+    candidates (0 when no warm-up applies: off, not a chat-sessions dataset, no cap)."""
+    from sonic.workloads import warmup
+
+    tr, d = args.traffic, args.dataset
+    if not (tr.warmup_to_steady_state and d.num_chat_sessions and d.name in warmup.WARMABLE):
+        return 0
+    largest = max(
+        warmup.warm_count(mc, d.max_concurrent_conversations) for mc in tr.max_concurrencies
+    )
+    if not largest:
+        return 0
+    return warmup.pool_request(d.num_chat_sessions, largest, tr.warmup_oversample_factor) - (
+        d.num_chat_sessions
+    )
+
+
+class WarmStart:
+    """The sessions pool of a warm-up to steady state, and each point's measured samples
+    (M, the sessions that start mid-way, depends on the point's concurrency)."""
+
+    def __init__(self, pool, args: RunArgs, tokenizer) -> None:
+        self.pool = pool
+        self.n = args.dataset.num_chat_sessions or 0
+        self.factor = args.traffic.warmup_oversample_factor
+        self.seed = args.dataset.seed
+        self.tokenizer = tokenizer
+        self.api = args.target.api
+        self._by_m: dict[int, WorkloadSamples] = {}
+
+    def samples_for(self, args: RunArgs):
+        """(samples, plan) of the point ``args``; plan None when it has no cap."""
+        from sonic.workloads import warmup
+
+        d = args.dataset
+        m = warmup.warm_count(args.traffic.max_concurrency, d.max_concurrent_conversations)
+        if m not in self._by_m:
+            if m:
+                measured, plan = warmup.plan(self.pool, self.n, m, self.factor, self.seed)
+            else:
+                measured, plan = replace(self.pool, sessions=self.pool.sessions[: self.n]), None
+            samples = WorkloadSamples.of(measured, self.tokenizer, self.api)
+            samples.warm, samples.warm_plan = self, plan
+            self._by_m[m] = samples
+        samples = self._by_m[m]
+        return samples, samples.warm_plan
 
 
 def _capped(workload):
@@ -172,12 +230,16 @@ def _capped(workload):
     for sess in workload.sessions:
         if left <= 0:
             break
-        kept.append(replace(sess, turns=sess.turns[:left]))
-        left -= len(kept[-1].turns)
+        kept.append(replace(sess, turns=sess.turns[: sess.start_turn + left]))
+        left -= len(kept[-1].sent_turns)
     arrivals = None if workload.arrivals_s is None else workload.arrivals_s[: len(kept)]
     note = f"sessions cut to {cap} requests (--num-prompts), whole sessions in start order"
     return replace(
-        workload, sessions=tuple(kept), arrivals_s=arrivals, notes=(*workload.notes, note)
+        workload,
+        sessions=tuple(kept),
+        arrivals_s=arrivals,
+        warm_started=min(workload.warm_started, len(kept)),
+        notes=(*workload.notes, note),
     )
 
 
@@ -278,17 +340,19 @@ def _hand_over(args: RunArgs, workload, requests, schedule):
 
     if workload.arrivals_s is not None:
         schedule = replace(schedule, arrivals_s=list(workload.arrivals_s))
+    if workload.warm_started:
+        schedule = replace(schedule, unpaced=workload.warm_started)
     if workload.kind != SESSIONS:
         return {}, requests, schedule
-    index = 0
+    index = 0  # record index (sent turns), for per-request output lengths
     sessions = []
     for sess in workload.sessions:
         turns = []
-        for t in sess.turns:
+        for k, t in enumerate(sess.turns):
             cap = _max_tokens(args, t.max_tokens, index)
             turns.append(client.Turn(t.content, cap, t.reference_answer, t.think_s))
-            index += 1
-        sessions.append(client.Session(turns, sess.system, sess.session_id))
+            index += k >= sess.start_turn
+        sessions.append(client.Session(turns, sess.system, sess.session_id, sess.start_turn))
     tr = args.traffic
     salted = args.target.api in ("completions", "chat")  # other APIs have no cache_salt field
     salt = tr.cache_salt if salted else None
@@ -384,6 +448,46 @@ def send_test_prompt(args: RunArgs, config, samples) -> None:
         if time.monotonic() >= deadline:
             raise SonicError(f"the test request failed: {errors[0]}")
         time.sleep(READY_RETRY_S)
+
+
+def warm_up_to_steady_state(args: RunArgs, config, plan, progress: bool, out) -> None:
+    """MAX's pre-run (sonic.workloads.warmup): one untimed request per session that starts
+    mid-way, with the measured run's salts and session ids so that its first measured turn
+    finds its history cached; answers discarded, any failure stops the run."""
+    from sonic import client
+    from sonic.workloads.warmup import prerun_sessions
+
+    for line in plan.console_lines():
+        print(line, file=out)
+    for warning in plan.warnings:
+        print(f"sonic: {warning}", file=sys.stderr)
+    sessions = prerun_sessions(config.sessions or [], plan.warm_sessions)
+    if not sessions:
+        return
+    print(f"[warmup-prerun] sending {len(sessions)} requests", file=out)
+    pre = replace(
+        config,
+        sessions=sessions,
+        max_concurrency=args.traffic.warmup_concurrency,
+        max_concurrent_sessions=None,
+        schedule=client.ScheduleSpec(
+            request_rate=None, burstiness=None, convention="precomputed", seed=0
+        ),
+        max_duration_s=None,
+        request_id_prefix=config.request_id_prefix + "warmup-",
+        warm_connections=0,
+        body=replace(config.body, ignore_eos=True),  # each reply as long as the dataset's
+    )
+    records = client.run(pre, progress=progress)
+    if records.cancelled:  # Ctrl-C before the measured run: stop, nothing was measured
+        raise KeyboardInterrupt
+    errors = [e for e in records.error if e is not None]
+    if errors:
+        raise SonicError(
+            f"the warm-up to steady state failed ({len(errors)} of {len(sessions)} requests): "
+            f"{errors[0]} (--no-warmup-to-steady-state skips it)"
+        )
+    print("[warmup-prerun] complete", file=out)
 
 
 def flush_prefix_cache(args: RunArgs) -> bool | None:
@@ -482,11 +586,15 @@ def run_point(
     from sonic.telemetry import run_window_ns
 
     out = sys.stdout if out is None else out
+    warm = getattr(samples, "warm", None)
+    samples, warm_plan = warm.samples_for(args) if warm is not None else (samples, None)
     config = build_run_config(args, samples)
     accuracy = self_calibration(args, len(samples))
     send_test_prompt(args, config, samples)
     flushed = flush_prefix_cache(args)
     show = (not args.output.disable_tqdm) if progress is None else progress
+    if warm_plan is not None:
+        warm_up_to_steady_state(args, config, warm_plan, show, out)
     telemetry = _telemetry_session(args)
     cpu0 = os.times()
     with telemetry:  # GPU sampler + /metrics scraper around the run; never fatal
@@ -570,6 +678,8 @@ def run_point(
             sonic_keys["workload"] = section.to_dict()
         if accuracy is not None:
             sonic_keys["client_accuracy"] = {k: v for k, v in accuracy.items() if k != "line"}
+        if warm_plan is not None:
+            sonic_keys["warmup_to_steady_state"] = warm_plan.to_dict()
         if "client_threads" in records.extra:
             sonic_keys["client_threads"] = int(records.extra["client_threads"])
         _add_validity(doc, dialect, validity, metrics)
@@ -693,7 +803,9 @@ def skip_counts(args: RunArgs) -> tuple[int, int]:
     rate, mc = tr.request_rate, tr.max_concurrency
     given_first = m.skip_first_n_requests
     if given_first is None and args.dataset.ignore_first_turn_stats:
-        given_first = 0  # MAX: ignoring first turns replaces the automatic skip-first
+        # MAX: ignoring first turns replaces the automatic skip-first, unless sessions are
+        # warmed up to steady state (then both apply).
+        given_first = None if tr.warmup_to_steady_state else 0
     first = d.resolve_skip(given_first, rate, mc)
     last = d.resolve_skip(m.skip_last_n_requests, rate, mc)
     if first + last >= args.dataset.num_prompts:

@@ -57,11 +57,14 @@ class Session:
     """A conversation sent turn by turn. Chat bodies carry messages ``[system?, user_0,
     assistant_0, ..., user_k]``; completions-style bodies the same texts joined by a blank
     line (``"\n\n"``), so each prompt extends the previous prompt and reply. ``session_id``
-    is the session header's value and the cache salt's session part (empty: its index)."""
+    is the session header's value and the cache salt's session part (empty: its index).
+    ``start_turn`` k: turns before k are history only (their reference answers), never sent
+    (a session warm-started mid-way, MAX's ``--warmup-to-steady-state``)."""
 
     turns: list[Turn]
     system: str | None = None
     session_id: str = ""
+    start_turn: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class Session:
             ],
             "system": self.system,
             "session_id": self.session_id,
+            "start_turn": int(self.start_turn),
         }
 
 
@@ -93,7 +97,8 @@ class ScheduleSpec:
     """Arrival process. ``request_rate`` None: all at t0 (unless ramping); ``burstiness``
     None: constant spacing (``--burstiness inf``), 1.0: Poisson, else gamma. ``arrivals_s``:
     explicit offsets from t0 in seconds, one per request or session start (trace replay:
-    finite, >= 0, non-decreasing), overriding rate, burstiness and ramp-up."""
+    finite, >= 0, non-decreasing), overriding rate, burstiness and ramp-up. ``unpaced``: that
+    many arrivals at t0 ahead of the drawn ones (warm-started sessions go at once)."""
 
     request_rate: float | None = None
     burstiness: float | None = 1.0
@@ -101,6 +106,7 @@ class ScheduleSpec:
     convention: str = "precomputed"
     seed: int = 0
     arrivals_s: list[float] | None = None
+    unpaced: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         ramp = self.ramp_up
@@ -113,6 +119,7 @@ class ScheduleSpec:
             "convention": self.convention,
             "seed": int(self.seed),
             "arrivals_s": None if self.arrivals_s is None else [float(t) for t in self.arrivals_s],
+            "unpaced": int(self.unpaced),
         }
 
 

@@ -70,9 +70,25 @@ pub struct SessionSpec {
     /// Stable id (session header value, cache salt); empty = the session's index.
     #[serde(default)]
     pub session_id: String,
+    /// First turn sent: the turns before it are history only (their text and reference
+    /// answers open every request, none is sent). MAX's warm-started sessions begin mid-way.
+    #[serde(default)]
+    pub start_turn: usize,
 }
 
 impl SessionSpec {
+    /// Turns this session sends (from `start_turn` on).
+    pub fn sent_turns(&self) -> usize {
+        self.turns.len().saturating_sub(self.start_turn)
+    }
+
+    /// The reference answers of the history-only turns before `start_turn`.
+    pub fn history_answers(&self) -> impl Iterator<Item = &str> {
+        self.turns[..self.start_turn.min(self.turns.len())]
+            .iter()
+            .map(|t| t.reference_answer.as_str())
+    }
+
     /// The id sent for session `index`: its own, else the index in decimal.
     pub fn id(&self, index: usize) -> String {
         if self.session_id.is_empty() {
@@ -354,6 +370,16 @@ impl RunConfig {
                     "a session needs at least one turn",
                 ));
             }
+            if s.start_turn >= s.turns.len() {
+                return Err(field(
+                    format!("sessions[{i}].start_turn"),
+                    format!(
+                        "must be below the session's {} turns, got {}",
+                        s.turns.len(),
+                        s.start_turn
+                    ),
+                ));
+            }
             for (k, t) in s.turns.iter().enumerate() {
                 if !(t.think_s.is_finite() && t.think_s >= 0.0) {
                     return Err(field(
@@ -377,7 +403,7 @@ impl RunConfig {
     /// Number of records the run produces: requests, or turns over all sessions.
     pub fn total_requests(&self) -> usize {
         match &self.sessions {
-            Some(s) => s.iter().map(|s| s.turns.len()).sum(),
+            Some(s) => s.iter().map(SessionSpec::sent_turns).sum(),
             None => self.requests.len(),
         }
     }

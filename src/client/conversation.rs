@@ -89,6 +89,7 @@ mod tests {
             ],
             system: system.map(String::from),
             session_id: String::new(),
+            start_turn: 0,
         }
     }
 

@@ -173,7 +173,10 @@ fn prepare(cfg: &mut RunConfig) -> Result<Workload, ConfigError> {
     let first_bodies = sessions
         .iter()
         .zip(&salts)
-        .map(|(s, salt)| maker.turn(s, 0, &[], salt.as_deref()))
+        .map(|(s, salt)| {
+            let history: Vec<&str> = s.history_answers().collect();
+            maker.turn(s, s.start_turn, &history, salt.as_deref())
+        })
         .collect();
     Ok(Workload::Sessions(Box::new(SessionPlan {
         sessions,

@@ -16,9 +16,11 @@
 //!   this session failed"). A cancel (Ctrl-C) or max duration stops dispatching new turns;
 //!   finished turns are kept, turns in flight finish (or are aborted, as for plain requests)
 //!   and the rest are recorded as not sent.
-//! - Records: one per turn, session-major (session 0's turns, then session 1's, …), with
+//! - Records: one per turn sent, session-major (session 0's turns, then session 1's, …), with
 //!   `session_index` and `turn_index`; x-request-id is the prefix + that record index. A turn
 //!   that never became due has intended time -1.
+//! - A session with `start_turn` k sends turns k.. only: the turns before k are history (their
+//!   reference answers, in either history mode), and its first record's `turn_index` is k.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -71,13 +73,13 @@ pub struct SessionPlan {
     pub max_sessions: Option<usize>,
 }
 
-/// Record index of each session's turn 0, plus the total at the end.
+/// Record index of each session's first sent turn, plus the total at the end.
 fn first_indices(sessions: &[SessionSpec]) -> Vec<usize> {
     let mut out = Vec::with_capacity(sessions.len() + 1);
     let mut acc = 0;
     out.push(0);
     for s in sessions {
-        acc += s.turns.len();
+        acc += s.sent_turns();
         out.push(acc);
     }
     out
@@ -128,8 +130,13 @@ impl Sessions {
                 *slot = t;
             }
         }
-        let n = plan.sessions.len();
         let next_body = std::mem::take(&mut plan.first_bodies);
+        // Live history starts from the history-only turns' reference answers.
+        let replies = plan
+            .sessions
+            .iter()
+            .map(|s| s.history_answers().map(String::from).collect())
+            .collect();
         Self {
             plan,
             first,
@@ -138,7 +145,7 @@ impl Sessions {
             skipped: vec![None; total],
             due: BinaryHeap::new(),
             next_body,
-            replies: vec![Vec::new(); n],
+            replies,
             next_start: 0,
             active: 0,
             ended: 0,
@@ -150,10 +157,10 @@ impl Sessions {
         self.plan.sessions.len()
     }
 
-    /// (session, turn) of record `f`.
+    /// (session, turn index within the session) of record `f`.
     fn locate(&self, f: usize) -> (usize, usize) {
         let s = self.first.partition_point(|&x| x <= f).saturating_sub(1);
-        (s, f - self.first[s])
+        (s, self.plan.sessions[s].start_turn + f - self.first[s])
     }
 
     /// The earliest turn that may go next and its intended time.
@@ -197,7 +204,7 @@ impl Sessions {
     fn finish(&mut self, f: usize, rec: RequestRecord, more: bool) {
         self.outstanding -= 1;
         let (s, k) = self.locate(f);
-        let n_turns = self.first[s + 1] - self.first[s];
+        let n_turns = self.plan.sessions[s].turns.len();
         let ok = rec.error.is_none();
         if ok && k + 1 < n_turns {
             let session = &self.plan.sessions[s];
@@ -249,8 +256,8 @@ impl Sessions {
         let mut out = Records::assemble(self.intended, recs);
         out.session_index = Vec::with_capacity(total);
         out.turn_index = Vec::with_capacity(total);
-        for s in 0..self.first.len().saturating_sub(1) {
-            for k in 0..self.first[s + 1] - self.first[s] {
+        for (s, session) in self.plan.sessions.iter().enumerate() {
+            for k in session.start_turn..session.turns.len() {
                 out.session_index.push(s as i64);
                 out.turn_index.push(k as i64);
             }
@@ -351,9 +358,12 @@ mod tests {
         };
         let first_bodies = sessions
             .iter()
-            .map(|s| maker.turn(s, 0, &[], Some("salt")))
+            .map(|s| {
+                let history: Vec<&str> = s.history_answers().collect();
+                maker.turn(s, s.start_turn, &history, Some("salt"))
+            })
             .collect();
-        let total: usize = sessions.iter().map(|s| s.turns.len()).sum();
+        let total: usize = sessions.iter().map(SessionSpec::sent_turns).sum();
         SessionPlan {
             starts_ns: (0..sessions.len() as i64).map(|i| i * 10).collect(),
             header_values: vec![None; sessions.len()],
@@ -375,11 +385,13 @@ mod tests {
                 turns: vec![turn("a0", 0.0), turn("a1", 0.5), turn("a2", 1.0)],
                 system: None,
                 session_id: "A".into(),
+                start_turn: 0,
             },
             SessionSpec {
                 turns: vec![turn("b0", 0.0)],
                 system: None,
                 session_id: String::new(),
+                start_turn: 0,
             },
         ]
     }
@@ -464,6 +476,40 @@ mod tests {
         assert_eq!(recs.session_index, vec![0, 0, 0, 1]);
         assert_eq!(recs.turn_index, vec![0, 1, 2, 0]);
         assert_eq!(recs.intended_ns, vec![0, -1, -1, 10]);
+    }
+
+    #[test]
+    fn a_session_can_start_mid_way_with_its_history() {
+        for history in [History::Dataset, History::Live] {
+            let mut sessions = two_sessions();
+            sessions[0].start_turn = 1;
+            let mut st = Sessions::new(plan(history, sessions, None));
+            assert_eq!(st.first, vec![0, 2, 3], "turn 0 of session 0 is not sent");
+            let (f, out) = st.take(Next::Start(0));
+            assert_eq!(f, 0);
+            assert_eq!(
+                body_json(&out.body)["messages"],
+                json!([{"role": "user", "content": "a0"},
+                       {"role": "assistant", "content": "ref-a0"},
+                       {"role": "user", "content": "a1"}])
+            );
+            st.outstanding += 1;
+            assert_eq!(st.locate(0), (0, 1));
+            st.finish(0, ok(1_000, "live1"), true);
+            assert_eq!(st.intended[1], 1_000 + 1_000_000_000, "turn 2's think time");
+            let (f, out) = st.take(Next::Turn(1));
+            assert_eq!(f, 1);
+            let answer = if history == History::Live {
+                "live1"
+            } else {
+                "ref-a1"
+            };
+            assert_eq!(body_json(&out.body)["messages"][1]["content"], "ref-a0");
+            assert_eq!(body_json(&out.body)["messages"][3]["content"], answer);
+            let recs = st.into_records("not sent");
+            assert_eq!(recs.session_index, vec![0, 0, 1]);
+            assert_eq!(recs.turn_index, vec![1, 2, 0]);
+        }
     }
 
     #[test]

@@ -591,6 +591,33 @@ FLAGS: tuple[Flag, ...] = (
         default="0",
     ),
     _impl(
+        "--warmup-to-steady-state",
+        "prerun",
+        "max",
+        "multi-turn runs with a concurrency or session cap M: start M sessions mid-way (turn "
+        "drawn per session, sessions picked length-biased from a larger pool) after one untimed "
+        "request per session that loads its history into the engine's cache, so the run opens "
+        "at steady state (on by default with max-benchmark, as in `max benchmark` 2026)",
+        "bool",
+    ),
+    _impl(
+        "--warmup-oversample-factor",
+        "prerun",
+        "max",
+        "warm-up candidates = this x M sessions drawn on top of --num-chat-sessions; 2 or more "
+        "picks by number of turns, 1 uniformly, 0 takes the pool's first M",
+        metavar="N",
+        default="8",
+    ),
+    _impl(
+        "--warmup-concurrency",
+        "prerun",
+        "max",
+        "untimed warm-up requests in flight at once",
+        metavar="N",
+        default="128",
+    ),
+    _impl(
         "--skip-test-prompt",
         "prerun",
         "max",
@@ -815,8 +842,6 @@ FLAGS: tuple[Flag, ...] = (
     _acc("--kv-block-size", "max", _UNUSED_DATASET),
     _acc("--trace-file", "max", "only used with --trace, which is refused"),
     _acc("--trace-session", "max", "only used with --trace, which is refused"),
-    _acc("--warmup-oversample-factor", "max", "only used by --warmup-to-steady-state (refused)"),
-    _acc("--warmup-concurrency", "max", "only used by --warmup-to-steady-state (refused)"),
     _acc("--warmup-delay-estimated-ttft-ms", "max", "only used by --warmup-delay-biased (refused)"),
     _acc("--warmup-delay-estimated-tpot-ms", "max", "only used by --warmup-delay-biased (refused)"),
     _acc("--max-concurrent-lora-ops", "max", "only used with LoRA, which is refused"),
@@ -976,15 +1001,6 @@ FLAGS: tuple[Flag, ...] = (
         "--fit-distributions",
         "max",
         "distribution fitting of the workload is not implemented",
-        "bool",
-        _FALSE,
-    ),
-    _ref(
-        "--warmup-to-steady-state",
-        "max",
-        "in MAX 2026 it starts multi-turn chat sessions at random turns to seed the KV cache "
-        "(single-turn runs ignore it); that session warm-up is not implemented. Every sonic "
-        "run reports its steady-state window without it (sonic.steady_state)",
         "bool",
         _FALSE,
     ),

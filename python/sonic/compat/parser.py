@@ -540,6 +540,9 @@ def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
         stop_over_saturated=raw.flag("stop_over_saturated", False),
         self_calibrate=raw.flag("self_calibrate", True),
         client_threads=_client_threads(raw),
+        warmup_to_steady_state=raw.flag("warmup_to_steady_state", False),
+        warmup_oversample_factor=raw.integer("warmup_oversample_factor", 8, minimum=0),
+        warmup_concurrency=raw.integer("warmup_concurrency", 128, minimum=1),
         **_session_fields(raw),
     )
 

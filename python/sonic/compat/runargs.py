@@ -70,6 +70,10 @@ class TrafficArgs:
     stop_over_saturated: bool = False  # stop once the backlog keeps growing (GuideLLM)
     self_calibrate: bool = True  # measure the client's timing error here before the run
     client_threads: int | None = None  # the client's worker threads (None: the core's default)
+    # MAX's --warmup-to-steady-state: warm-started sessions (sonic.workloads.warmup).
+    warmup_to_steady_state: bool = False
+    warmup_oversample_factor: int = 8
+    warmup_concurrency: int = 128
     # Sessions (multi-turn workloads only): earlier turns' text, id header, prefix-cache salt
     # ("auto": one drawn per run).
     history: str = "dataset"

@@ -19,8 +19,8 @@ Steady state: sonic's own window (``sonic.metrics.steady``, from requests in fli
 request records carry their session and turn in multi-turn runs. Not implemented, and said so
 in the document and the README rather than faked: outlier rejection
 (``num_outliers_rejected`` 0), per-concurrency reseeding of the workload, cache retentions,
-the ``sweep-serving-*`` CSV directory. Workload YAML and ``--warmup-to-steady-state`` (MAX's
-multi-turn session warm-up) are refused by the flag table (see flags.py).
+the ``sweep-serving-*`` CSV directory. Workload YAML is refused by the flag table (see
+flags.py). ``--warmup-to-steady-state`` is on by default, as in the tool (sonic.workloads.warmup).
 """
 
 from __future__ import annotations
@@ -539,6 +539,7 @@ MAX_BENCHMARK = MaxBenchmarkDialect(
         "collect_gpu_stats": True,
         "collect_cpu_stats": True,
         "flush_prefix_cache": True,
+        "warmup_to_steady_state": True,
     },
     # The 2025 rules, except: usage token counts, the measured window, step TPOT.
     metric_rules=replace(

@@ -181,14 +181,16 @@ class SkipRules:
     first: int = 0
     last: int = 0
     ttft: int = 0
-    # MAX's --ignore-first-turn-stats: every session's first turn leaves the aggregates.
+    # MAX's --ignore-first-turn-stats: every session's first measured turn leaves the
+    # aggregates (turn k of a session warm-started at turn k).
     first_turns: bool = False
 
     def aggregate_mask(self, records: RunRecords) -> np.ndarray:
         n = records.n
         keep = np.ones(n, dtype=bool)
-        if self.first_turns:
-            keep &= np.asarray(records.turn_index) != 0
+        if self.first_turns and n:
+            session = np.asarray(records.session_index)
+            keep &= np.r_[False, session[1:] == session[:-1]]  # records are session-major
         if self.first:
             sent = np.asarray(records.sent_ns, dtype=np.int64)
             order = np.argsort(np.where(sent >= 0, sent, np.iinfo(np.int64).max), kind="stable")

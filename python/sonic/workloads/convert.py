@@ -28,6 +28,7 @@ def to_client_sessions(workload: Workload) -> list[Any]:
             ],
             system=s.system,
             session_id=s.session_id,
+            start_turn=s.start_turn,
         )
         for s in workload.sessions
     ]

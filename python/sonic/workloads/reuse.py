@@ -74,11 +74,19 @@ class ExpectedReuse:
         }
 
 
-def block_reuse(sequences: Iterable[Sequence[int]], block_size: int) -> BlockReuse:
-    """Tokens in full blocks whose whole prefix an earlier sequence already had."""
+def block_reuse(
+    sequences: Iterable[Sequence[int]], block_size: int, primed: Iterable[Sequence[int]] = ()
+) -> BlockReuse:
+    """Tokens in full blocks whose whole prefix an earlier sequence already had. ``primed``:
+    sequences sent before, uncounted (the warm-up's untimed requests)."""
     if block_size < 1:
         raise ValueError("block_size must be positive")
     seen: dict[tuple[int, tuple[int, ...]], int] = {}
+    for seq in primed:
+        parent = -1
+        for start in range(0, len(seq) - block_size + 1, block_size):
+            key = (parent, tuple(seq[start : start + block_size]))
+            parent = seen.setdefault(key, len(seen))
     total = reused = 0
     for seq in sequences:
         total += len(seq)
@@ -114,17 +122,35 @@ def hash_id_reuse(workload: Workload, block_size: int) -> BlockReuse:
 
 
 def turn_messages(workload: Workload) -> Iterable[list[dict[str, str]]]:
-    """Each request's chat messages with the dataset's history, session by session."""
+    """Each request's chat messages with the dataset's history, session by session (the
+    turns a session sends: from its ``start_turn`` on)."""
     if workload.kind != SESSIONS:
         for r in workload.requests:
             yield [{"role": "user", "content": r.prompt}]
         return
     for s in workload.sessions:
-        messages = [{"role": "system", "content": s.system}] if s.system else []
-        for turn in s.turns:
-            messages = messages + [{"role": "user", "content": turn.content}]
+        yield from _session_messages(s, s.start_turn)
+
+
+def prerun_messages(workload: Workload) -> Iterable[list[dict[str, str]]]:
+    """The untimed warm-up request of each session that starts mid-way
+    (:func:`sonic.workloads.warmup.prerun_sessions`)."""
+    from sonic.workloads.warmup import prerun_sessions
+
+    if workload.kind != SESSIONS:
+        return
+    for s in prerun_sessions(workload.sessions, workload.warm_started):
+        yield from _session_messages(s, s.start_turn)
+
+
+def _session_messages(s, first: int) -> Iterable[list[dict[str, str]]]:
+    """Messages of session ``s``'s requests from turn ``first`` on."""
+    messages = [{"role": "system", "content": s.system}] if s.system else []
+    for k, turn in enumerate(s.turns):
+        messages = messages + [{"role": "user", "content": turn.content}]
+        if k >= first:
             yield messages
-            messages = messages + [{"role": "assistant", "content": turn.reference_answer}]
+        messages = messages + [{"role": "assistant", "content": turn.reference_answer}]
 
 
 def prompt_ids(
@@ -132,24 +158,23 @@ def prompt_ids(
     tokenizer: Tokenizer,
     api: str = "completions",
     render: Callable[[list[dict[str, str]]], str] | None = None,
+    *,
+    messages: Iterable[list[dict[str, str]]] | None = None,
 ) -> Iterable[list[int]]:
-    """The token ids each request's prompt has on the server.
+    """The token ids each request's prompt has on the server (``messages``: other requests'
+    messages than the workload's, e.g. :func:`prerun_messages`).
 
     ``chat``: the tokenizer's chat template (as the server applies it), when it has one.
     ``completions``: the texts joined as the client sends them (``render``, default: joined by
     ``COMPLETIONS_JOINER``), encoded with the special tokens the server adds.
     """
     templated = api == "chat" and tokenizer.has_chat_template and render is None
-    for messages in turn_messages(workload):
+    for msgs in turn_messages(workload) if messages is None else messages:
         if templated:
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True)
             yield tokenizer.encode(text, add_special_tokens=False)
         else:
-            text = (
-                render(messages)
-                if render
-                else COMPLETIONS_JOINER.join(m["content"] for m in messages)
-            )
+            text = render(msgs) if render else COMPLETIONS_JOINER.join(m["content"] for m in msgs)
             yield tokenizer.encode(text, add_special_tokens=api == "completions")
 
 
@@ -181,8 +206,9 @@ def expected_reuse(
             history=history,
         )
     sequences = list(prompt_ids(workload, tokenizer, api, render))
+    primed = list(prompt_ids(workload, tokenizer, api, render, messages=prerun_messages(workload)))
     return ExpectedReuse(
-        by_block_size=tuple(block_reuse(sequences, b) for b in sizes),
+        by_block_size=tuple(block_reuse(sequences, b, primed) for b in sizes),
         requests=len(sequences),
         api=api,
         history=history,

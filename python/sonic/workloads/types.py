@@ -36,15 +36,22 @@ class WorkloadTurn:
 
 @dataclass(frozen=True)
 class WorkloadSession:
-    """An ordered conversation; ``system`` (when set) opens every request of it."""
+    """An ordered conversation; ``system`` (when set) opens every request of it.
+    ``start_turn`` k: the turns before k are history only, never sent (a session warm-started
+    mid-way, :mod:`sonic.workloads.warmup`)."""
 
     turns: tuple[WorkloadTurn, ...]
     system: str | None = None
     session_id: str = ""
+    start_turn: int = 0
 
     @property
     def num_turns(self) -> int:
         return len(self.turns)
+
+    @property
+    def sent_turns(self) -> tuple[WorkloadTurn, ...]:
+        return self.turns[self.start_turn :]
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class Workload:
     ``source`` names the dataset; ``notes`` are one-line facts for the result (how history was
     built, what a trace lacked). ``block_size`` is the trace's hash block size, if any.
     ``ignore_first_turn_stats`` and ``max_concurrent_sessions`` are MAX's
-    ``--ignore-first-turn-stats`` and ``--max-concurrent-conversations``.
+    ``--ignore-first-turn-stats`` and ``--max-concurrent-conversations``. The first
+    ``warm_started`` sessions start mid-way and at t0, ahead of the arrival process.
     """
 
     kind: str
@@ -84,13 +92,14 @@ class Workload:
     # MAX stops sending turns once --num-prompts requests went out (sessions end early);
     # None: every turn runs.
     max_requests: int | None = None
+    warm_started: int = 0
     notes: tuple[str, ...] = field(default=())
 
     @property
     def num_requests(self) -> int:
         """Requests the workload sends when every turn runs."""
         if self.kind == SESSIONS:
-            return sum(s.num_turns for s in self.sessions)
+            return sum(len(s.sent_turns) for s in self.sessions)
         return len(self.requests)
 
     def fingerprint(self) -> str:
@@ -99,11 +108,13 @@ class Workload:
         digest = hashlib.sha256(self.kind.encode())
         items: list[Any] = (
             [[s.system, s.session_id, [dataclasses.astuple(t) for t in s.turns]]
+             + ([s.start_turn] if s.start_turn else [])  # stable for cold sessions
              for s in self.sessions]
             if self.kind == SESSIONS
             else [dataclasses.astuple(r) for r in self.requests]
         )  # fmt: skip
-        for item in [*items, list(self.arrivals_s or ())]:
+        tail = [self.warm_started] if self.warm_started else []
+        for item in [*items, list(self.arrivals_s or ()), *tail]:
             digest.update(json.dumps(item, ensure_ascii=False).encode("utf-8") + b"\n")
         return digest.hexdigest()
 
