@@ -42,3 +42,20 @@ def test_flush_is_on_for_max_benchmark_and_reported(tmp_path: Path):
         )
         _, flushed = _run(url, tmp_path, "off.json")
         assert flushed is None
+
+
+def test_an_unknown_reset_is_said_once_per_process(tmp_path: Path):
+    """A sweep (or a search) runs many points: the missing reset is said once, and every
+    result still records that its cache was not flushed."""
+    with sim_process() as url:
+        cp = run_sonic(
+            "--base-url", url, *BASE, "--backend", "llama.cpp", "--flush-prefix-cache",
+            "--compat", "max-benchmark", "--endpoint", "/v1/completions",
+            "--max-concurrency", "1,2", "--skip-first-n-requests", "0",
+            "--skip-last-n-requests", "0", "--result-dir", str(tmp_path),
+        )  # fmt: skip
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stderr.count("no prefix-cache reset is known for backend llama.cpp") == 1
+    docs = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert len(docs) == 2, [p.name for p in tmp_path.glob("*")]
+    assert all(d["sonic"]["prefix_cache_flushed"] is False for d in docs)

@@ -490,6 +490,10 @@ def warm_up_to_steady_state(args: RunArgs, config, plan, progress: bool, out) ->
     print("[warmup-prerun] complete", file=out)
 
 
+# Backends whose missing prefix-cache reset was already reported in this process.
+_UNKNOWN_FLUSH_SAID: set[str] = set()
+
+
 def flush_prefix_cache(args: RunArgs) -> bool | None:
     """Reset the engine's prefix cache before the measured run (``--flush-prefix-cache``).
 
@@ -504,11 +508,14 @@ def flush_prefix_cache(args: RunArgs) -> bool | None:
         return None
     path = PREFIX_CACHE_RESET.get(t.backend)
     if path is None:
-        print(
-            f"sonic: --flush-prefix-cache: no prefix-cache reset is known for backend "
-            f"{t.backend}; the cache was not flushed",
-            file=sys.stderr,
-        )
+        if t.backend not in _UNKNOWN_FLUSH_SAID:  # once per process, not once per search probe
+            _UNKNOWN_FLUSH_SAID.add(t.backend)
+            print(
+                f"sonic: --flush-prefix-cache: no prefix-cache reset is known for backend "
+                f"{t.backend}; the cache is not flushed (each result records "
+                "prefix_cache_flushed: false)",
+                file=sys.stderr,
+            )
         return False
     try:
         httpcalls.get(
@@ -581,7 +588,7 @@ def run_point(
     out=None,
 ) -> PointOutcome:
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
-    from sonic import client, console, results
+    from sonic import console, results
     from sonic.metrics import SkipRules, compute_metrics, token_counter
     from sonic.telemetry import run_window_ns
 
@@ -598,7 +605,7 @@ def run_point(
     telemetry = _telemetry_session(args)
     cpu0 = os.times()
     with telemetry:  # GPU sampler + /metrics scraper around the run; never fatal
-        records = client.run(config, progress=show, monitor=_saturation_monitor(args, config))
+        records = _measure(args, config, show)
         telemetry.set_window(*(run_window_ns(records) or (None, None)))
     cpu1 = os.times()
     tel = telemetry.result()
@@ -680,8 +687,10 @@ def run_point(
             sonic_keys["client_accuracy"] = {k: v for k, v in accuracy.items() if k != "line"}
         if warm_plan is not None:
             sonic_keys["warmup_to_steady_state"] = warm_plan.to_dict()
-        if "client_threads" in records.extra:
+        if records.extra.get("client_threads") is not None:
             sonic_keys["client_threads"] = int(records.extra["client_threads"])
+        if "workers" in records.extra:
+            sonic_keys["workers"] = records.extra["workers"]
         _add_validity(doc, dialect, validity, metrics)
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         if held:
@@ -707,6 +716,18 @@ def run_point(
         reasons=outcome.reasons,
         extra={"telemetry": tel, "validity": validity},
     )
+
+
+def _measure(args: RunArgs, config, progress: bool):
+    """The measured run: in this process, or split across Ray workers (--workers)."""
+    from sonic import client
+
+    tr = args.traffic
+    if tr.workers > 1:
+        from sonic import workers
+
+        return workers.run(config, tr.workers, tr.ray_address, progress=progress)
+    return client.run(config, progress=progress, monitor=_saturation_monitor(args, config))
 
 
 def _saturation_monitor(args: RunArgs, config):

@@ -170,6 +170,11 @@ class RunConfig:
     session_id_as_cache_salt: bool = False
     # Worker threads reading the streams (None: the host's available cores, at most 16).
     client_threads: int | None = None
+    # The number in each record's x-request-id (None: its index): a worker's share of a run
+    # keeps the run's ids (sonic.workers).
+    record_ids: list[int] | None = None
+    # Take t0 at this wall-clock instant (ns since the epoch); None: at once.
+    start_at_unix_ns: int | None = None
 
     def to_json(self) -> str:
         b = self.body
@@ -204,6 +209,8 @@ class RunConfig:
             "cache_salt": self.cache_salt,
             "session_id_as_cache_salt": bool(self.session_id_as_cache_salt),
             "client_threads": self.client_threads,
+            "record_ids": None if self.record_ids is None else [int(i) for i in self.record_ids],
+            "start_at_unix_ns": self.start_at_unix_ns,
         }
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":"))

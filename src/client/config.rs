@@ -161,7 +161,18 @@ pub struct RunConfig {
     /// Tokio worker threads of the client; `None` = [`default_client_threads`].
     #[serde(default)]
     pub client_threads: Option<usize>,
+    /// The number each record's `x-request-id` carries after the prefix (default: its index):
+    /// a worker running a share of a larger run keeps the run's global ids.
+    #[serde(default)]
+    pub record_ids: Option<Vec<u64>>,
+    /// Take t0 at this wall-clock instant (ns since the epoch), after the connections are warm:
+    /// the workers of one run start together. In the past: at once.
+    #[serde(default)]
+    pub start_at_unix_ns: Option<i64>,
 }
+
+/// How far ahead `start_at_unix_ns` may lie.
+pub const MAX_START_DELAY_NS: i64 = 3_600 * 1_000_000_000;
 
 /// More worker threads than this only adds contention.
 pub const MAX_CLIENT_THREADS: usize = 256;
@@ -265,6 +276,20 @@ impl RunConfig {
         }
         if self.max_concurrency == Some(0) {
             return Err(field("max_concurrency", "must be at least 1"));
+        }
+        if let Some(ids) = &self.record_ids {
+            let n = self.total_requests();
+            if ids.len() != n {
+                return Err(field(
+                    "record_ids",
+                    format!("{} ids for {n} records", ids.len()),
+                ));
+            }
+        }
+        if let Some(at) = self.start_at_unix_ns {
+            if at.saturating_sub(super::clock::unix_ns()) > MAX_START_DELAY_NS {
+                return Err(field("start_at_unix_ns", "more than an hour ahead"));
+            }
         }
         if self.body.max_tokens_field.is_empty()
             || self.body.max_tokens_field.split('.').any(str::is_empty)
@@ -507,6 +532,24 @@ pub(crate) mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn record_ids_must_cover_every_record_and_the_start_be_near() {
+        let mut v = sample_json();
+        v["record_ids"] = serde_json::json!([7, 9]);
+        let e = err_of(v);
+        assert!(
+            e.contains("record_ids") && e.contains("2 ids for 1 records"),
+            "{e}"
+        );
+        let mut v = sample_json();
+        v["record_ids"] = serde_json::json!([7]);
+        v["start_at_unix_ns"] = Value::from(super::super::clock::unix_ns() + 1_000_000);
+        assert!(RunConfig::from_json(&v.to_string()).is_ok());
+        v["start_at_unix_ns"] =
+            Value::from(super::super::clock::unix_ns() + 2 * MAX_START_DELAY_NS);
+        assert!(err_of(v).contains("start_at_unix_ns"));
     }
 
     #[test]

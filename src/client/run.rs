@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::Semaphore;
 
 use super::body::body_bytes;
-use super::clock::{mono_ns, precise_timer_slack, unix_ns};
+use super::clock::{mono_ns, precise_timer_slack, sleep_until, unix_ns};
 use super::config::{ConfigError, RunConfig};
 use super::dispatch::{Dispatcher, Prepared};
 use super::failure::secrets_of;
@@ -119,10 +119,17 @@ enum Workload {
     Sessions(Box<SessionPlan>),
 }
 
-fn request_ids(prefix: &str, n: usize) -> Result<Vec<HeaderValue>, ConfigError> {
+fn request_ids(
+    prefix: &str,
+    n: usize,
+    numbers: Option<&[u64]>,
+) -> Result<Vec<HeaderValue>, ConfigError> {
     (0..n)
         .map(|i| {
-            HeaderValue::from_str(&format!("{prefix}{i}")).map_err(|_| ConfigError::Field {
+            let number = numbers
+                .and_then(|ids| ids.get(i).copied())
+                .unwrap_or(i as u64);
+            HeaderValue::from_str(&format!("{prefix}{number}")).map_err(|_| ConfigError::Field {
                 field: "request_id_prefix".into(),
                 why: "not a valid header value".into(),
             })
@@ -133,7 +140,11 @@ fn request_ids(prefix: &str, n: usize) -> Result<Vec<HeaderValue>, ConfigError> 
 /// Every body, id and arrival prepared before t0 (only later session turns are built after).
 fn prepare(cfg: &mut RunConfig) -> Result<Workload, ConfigError> {
     let intended = cfg.schedule.arrivals_ns(cfg.arrival_count())?;
-    let ids = request_ids(&cfg.request_id_prefix, cfg.total_requests())?;
+    let ids = request_ids(
+        &cfg.request_id_prefix,
+        cfg.total_requests(),
+        cfg.record_ids.as_deref(),
+    )?;
     let Some(sessions) = cfg.sessions.take() else {
         let salt = cfg.salt_for(None);
         let bodies = cfg
@@ -191,6 +202,16 @@ fn prepare(cfg: &mut RunConfig) -> Result<Workload, ConfigError> {
     })))
 }
 
+/// Sleep until the wall clock reads `at_unix_ns` (a cancel ends the wait): converted once to
+/// the monotonic clock, which the dispatcher's precise sleep uses.
+fn wait_for_wall_clock(at_unix_ns: i64, state: &RunState) {
+    const SLICE_NS: i64 = 50_000_000;
+    let deadline = mono_ns().saturating_add(at_unix_ns.saturating_sub(unix_ns()));
+    while !state.stopped() && mono_ns() < deadline {
+        sleep_until(deadline, SLICE_NS);
+    }
+}
+
 /// Validate `json`, prepare every body, and start dispatching on a background thread.
 pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
     let mut cfg = RunConfig::from_json(json)?;
@@ -243,6 +264,7 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
     let max_concurrency = cfg.max_concurrency;
     let max_duration = cfg.max_duration_s;
     let warm = cfg.warm_connections.min(pool);
+    let start_at = cfg.start_at_unix_ns;
     drop(cfg);
     std::thread::Builder::new()
         .name("sonic-dispatch".into())
@@ -250,6 +272,9 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
             precise_timer_slack();
             if warm > 0 {
                 rt.block_on(open_connections(&client, &warm_url, warm));
+            }
+            if let Some(at) = start_at {
+                wait_for_wall_clock(at, &state);
             }
             let t0_unix = unix_ns();
             let t0 = mono_ns();

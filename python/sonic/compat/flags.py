@@ -574,6 +574,23 @@ FLAGS: tuple[Flag, ...] = (
         metavar="N",
     ),
     _impl(
+        "--workers",
+        "traffic",
+        "sonic",
+        "split the run across N Ray actors on the cluster's nodes, each running the client on "
+        "its share (same schedule, prompts and request ids as one process; records merged into "
+        "one run); needs Ray (sonic-bench[ray])",
+        metavar="N",
+        default="1",
+    ),
+    _impl(
+        "--ray-address",
+        "traffic",
+        "sonic",
+        "the Ray cluster for --workers (ray://HOST:10001 or HOST:6379; default: a local Ray)",
+        metavar="ADDRESS",
+    ),
+    _impl(
         "--self-calibrate",
         "prerun",
         "sonic",

@@ -540,6 +540,7 @@ def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
         stop_over_saturated=raw.flag("stop_over_saturated", False),
         self_calibrate=raw.flag("self_calibrate", True),
         client_threads=_client_threads(raw),
+        **_worker_fields(raw),
         warmup_to_steady_state=raw.flag("warmup_to_steady_state", False),
         warmup_oversample_factor=raw.integer("warmup_oversample_factor", 8, minimum=0),
         warmup_concurrency=raw.integer("warmup_concurrency", 128, minimum=1),
@@ -549,6 +550,17 @@ def _traffic(raw: _Raw, dialect: Dialect) -> TrafficArgs:
 
 HISTORY_MODES = ("dataset", "live")
 MAX_CLIENT_THREADS = 256  # as the core allows
+
+
+def _worker_fields(raw: _Raw) -> dict[str, Any]:
+    """--workers / --ray-address (sonic.workers)."""
+    workers = raw.integer("workers", 1, minimum=1)
+    address = raw.text("ray_address", None)
+    if address is not None and workers == 1:
+        raise SonicError("--ray-address needs --workers N (N >= 2)")
+    if workers > 1 and raw.flag("stop_over_saturated", False):
+        raise SonicError("--stop-over-saturated is not available with --workers")
+    return {"workers": workers, "ray_address": address}
 
 
 def _client_threads(raw: _Raw) -> int | None:

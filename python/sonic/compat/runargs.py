@@ -70,6 +70,8 @@ class TrafficArgs:
     stop_over_saturated: bool = False  # stop once the backlog keeps growing (GuideLLM)
     self_calibrate: bool = True  # measure the client's timing error here before the run
     client_threads: int | None = None  # the client's worker threads (None: the core's default)
+    workers: int = 1  # Ray actors sharing the run (sonic.workers); 1: this process alone
+    ray_address: str | None = None  # the Ray cluster (None: a local Ray)
     # MAX's --warmup-to-steady-state: warm-started sessions (sonic.workloads.warmup).
     warmup_to_steady_state: bool = False
     warmup_oversample_factor: int = 8

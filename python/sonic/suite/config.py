@@ -74,6 +74,22 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class LoadSettings:
+    """Where the client load comes from (``[settings] workers``, ``ray_address``): this
+    process, or ``workers`` Ray actors on the cluster at ``ray_address`` (sonic.workers). Not
+    an engine setting: the same for every engine."""
+
+    workers: int = 1
+    ray_address: str | None = None
+
+    def flags(self) -> list[str]:
+        if self.workers <= 1:
+            return []
+        out = ["--workers", str(self.workers)]
+        return out + (["--ray-address", self.ray_address] if self.ray_address else [])
+
+
+@dataclass(frozen=True)
 class ClientOptions:
     """What each request asks for; a scenario sets them, an engine may override them (which
     validation reports as unfair unless every engine does the same)."""
@@ -273,6 +289,7 @@ class SuiteConfig:
     engines: tuple[EngineConfig, ...]
     scenarios: tuple[ScenarioConfig, ...]
     quick: QuickConfig
+    load: LoadSettings = LoadSettings()
     full_rates: tuple[float, ...] = FULL_RATES
     full_num_prompts: int = FULL_NUM_PROMPTS
     _recorded: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -723,7 +740,14 @@ def parse_config(
     suite_client = _client(suite_t, with_compat=False)
     suite_t.done()
 
-    settings = _settings(root.table("settings"))
+    settings_t = root.table("settings")
+    load = LoadSettings(
+        workers=settings_t.integer("workers", 1, minimum=1) or 1,
+        ray_address=settings_t.string("ray_address"),
+    )
+    if load.ray_address and load.workers < 2:
+        raise settings_t.fail("ray_address", "needs workers = 2 or more")
+    settings = _settings(settings_t)
 
     engines_t = root.table("engines")
     if not engines_t.data:
@@ -777,6 +801,7 @@ def parse_config(
         engines=tuple(engines),
         scenarios=tuple(scenarios),
         quick=quick,
+        load=load,
         full_rates=full_rates,
         full_num_prompts=full_n,
     )
@@ -906,6 +931,7 @@ def _normalise(cfg: SuiteConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             },
             "engines": [engine_doc(e, with_env) for e in cfg.engines],
             "scenarios": [scenario_doc(s) for s in cfg.scenarios],
+            **({"load": asdict(cfg.load)} if cfg.load != LoadSettings() else {}),
         }
 
     return _json_safe(doc(with_env=False)), _json_safe(doc(with_env=True))

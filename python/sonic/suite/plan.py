@@ -290,6 +290,7 @@ def run_flags(
     # The suite resets each engine's prefix cache itself, as the engine's config says
     # (reset_prefix_cache / reset_path), so the run must not flush again under MAX's default.
     flags += ["--label", engine.name, "--disable-tqdm", "--no-flush-prefix-cache"]
+    flags += cfg.load.flags()
     if server_args:
         flags += ["--server-args", server_args]
     if metrics_url:
