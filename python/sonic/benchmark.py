@@ -588,7 +588,7 @@ def run_point(
     out=None,
 ) -> PointOutcome:
     """Run one rate × concurrency point, compute its metrics, print and save its results."""
-    from sonic import console, results
+    from sonic import console, recordfile, results
     from sonic.metrics import SkipRules, compute_metrics, token_counter
     from sonic.telemetry import run_window_ns
 
@@ -605,7 +605,7 @@ def run_point(
     telemetry = _telemetry_session(args)
     cpu0 = os.times()
     with telemetry:  # GPU sampler + /metrics scraper around the run; never fatal
-        records = _measure(args, config, show)
+        records = _measure(args, config, show, _record_file(args))
         telemetry.set_window(*(run_window_ns(records) or (None, None)))
     cpu1 = os.times()
     tel = telemetry.result()
@@ -665,7 +665,10 @@ def run_point(
         held = outcome.exit_code != 0 and not (dialect.failed_runs_saved or o.always_save_result)
         if held:  # the tool would write nothing; what was measured is kept beside
             path = path.with_name(path.name + PARTIAL_SUFFIX)
-        if o.save_detailed:
+        if records.chunks_file is not None:  # streamed: its Arrow file is the raw record
+            kept = recordfile.keep_beside(records, path, text=o.save_detailed)
+            info.raw_records_file = kept.name
+        elif o.save_detailed:
             raw = results.raw_records_path(path)
             results.write_raw_records(raw, records, metrics, secrets=secrets)
             info.raw_records_file = raw.name
@@ -691,6 +694,13 @@ def run_point(
             sonic_keys["client_threads"] = int(records.extra["client_threads"])
         if "workers" in records.extra:
             sonic_keys["workers"] = records.extra["workers"]
+        if records.chunks_file is not None:
+            sonic_keys["records_file"] = {
+                "file": records.chunks_file.name,
+                "format": "arrow-ipc",
+                "generated_text": bool(o.save_detailed),
+                "chunk_percentiles": metrics.requests.chunks.precision,
+            }
         _add_validity(doc, dialect, validity, metrics)
         results.save_result(dialect, doc, path, append=o.append_result, secrets=secrets)
         if held:
@@ -718,7 +728,20 @@ def run_point(
     )
 
 
-def _measure(args: RunArgs, config, progress: bool):
+def _record_file(args: RunArgs) -> Path | None:
+    """Where a streamed run (--stream-records) writes its records: the result directory when
+    a result is saved (the file is kept beside it), else the system's temporary directory
+    (the file goes with the run's records object)."""
+    o = args.output
+    if not o.stream_records:
+        return None
+    from sonic import recordfile
+
+    saved = args.dialect.should_save(o) or o.save_detailed
+    return recordfile.scratch_path((o.result_dir or ".") if saved else None)
+
+
+def _measure(args: RunArgs, config, progress: bool, record_file: Path | None = None):
     """The measured run: in this process, or split across Ray workers (--workers)."""
     from sonic import client
 
@@ -727,7 +750,17 @@ def _measure(args: RunArgs, config, progress: bool):
         from sonic import workers
 
         return workers.run(config, tr.workers, tr.ray_address, progress=progress)
-    return client.run(config, progress=progress, monitor=_saturation_monitor(args, config))
+    if record_file is None:
+        from sonic.recordfile import warn_unstreamed
+
+        warn_unstreamed(len(config.requests) + sum(len(s.turns) for s in config.sessions or ()))
+    monitor = _saturation_monitor(args, config)
+    records = client.run(config, progress=progress, monitor=monitor, record_file=record_file)
+    if record_file is not None:
+        from sonic.recordfile import remove_with
+
+        remove_with(records, record_file)
+    return records
 
 
 def _saturation_monitor(args: RunArgs, config):

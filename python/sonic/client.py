@@ -17,9 +17,10 @@ and ``turn_index`` (a plain request is a one-turn session: its index and turn 0)
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TextIO
 
 import numpy as np
@@ -175,6 +176,8 @@ class RunConfig:
     record_ids: list[int] | None = None
     # Take t0 at this wall-clock instant (ns since the epoch); None: at once.
     start_at_unix_ns: int | None = None
+    # Hand finished records over while the run goes (run(record_file=...) sets it).
+    stream_records: bool = False
 
     def to_json(self) -> str:
         b = self.body
@@ -211,6 +214,7 @@ class RunConfig:
             "client_threads": self.client_threads,
             "record_ids": None if self.record_ids is None else [int(i) for i in self.record_ids],
             "start_at_unix_ns": self.start_at_unix_ns,
+            "stream_records": bool(self.stream_records),
         }
         try:
             return json.dumps(doc, allow_nan=False, separators=(",", ":"))
@@ -227,7 +231,7 @@ def to_records(raw: dict[str, Any]) -> RunRecords:
     """RunRecords from the core's dict; keys that are not fields go to ``extra``."""
     records = RunRecords.from_core(raw)
     names = set(RunRecords.__dataclass_fields__)
-    records.extra.update({k: v for k, v in raw.items() if k not in names})
+    records.extra.update({k: v for k, v in raw.items() if k not in names and k != "record_index"})
     return records
 
 
@@ -268,13 +272,39 @@ def run(
     *,
     out: TextIO | None = None,
     monitor: Callable[[dict[str, Any]], str | None] | None = None,
+    record_file: str | os.PathLike[str] | None = None,
 ) -> RunRecords:
     """Run ``config`` to its end (or Ctrl-C) and return everything measured.
 
     ``monitor`` sees each progress snapshot; when it returns a reason, dispatch stops, the
     requests in flight are aborted and the reason is kept in ``records.extra["stopped_early"]``
-    (``--stop-over-saturated``)."""
+    (``--stop-over-saturated``). With ``record_file`` the run streams its records: finished
+    requests are taken from the core every poll and appended to that Arrow file
+    (``sonic.recordfile``), so memory holds the per-request scalars only; the returned
+    records have no chunk columns and ``chunks_file`` set."""
+    if record_file is not None:
+        config = replace(config, stream_records=True)
     handle = _core.start_run(config.to_json())
+    writer = None
+    if record_file is not None:
+        from sonic.recordfile import RecordWriter
+
+        writer = RecordWriter(record_file, handle.poll()["total"])
+    try:
+        return _drive(handle, progress, out, monitor, writer)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _take(handle, writer) -> None:
+    """Move the core's finished records into the records file."""
+    raw = handle.take_finished()
+    if raw is not None:
+        writer.append(to_records(raw), raw["record_index"])
+
+
+def _drive(handle, progress, out, monitor, writer) -> RunRecords:
     bar = _ProgressLine(out or sys.stderr) if progress else None
     interrupts = 0
     raw = None
@@ -282,6 +312,8 @@ def run(
     while raw is None:
         try:
             raw = handle.wait(POLL_S)
+            if raw is None and writer is not None:
+                _take(handle, writer)
             if raw is None and (bar is not None or (monitor is not None and stopped is None)):
                 snapshot = handle.poll()
                 if monitor is not None and stopped is None:
@@ -304,7 +336,16 @@ def run(
                 )
     if bar is not None:
         bar.close(handle.poll())
-    records = to_records(raw)
+    if writer is not None:
+        _take(handle, writer)  # any handed over between the last poll and the end
+        writer.append(to_records(raw), raw["record_index"])
+        names = set(RunRecords.__dataclass_fields__)
+        records = writer.records(raw)
+        records.extra.update(
+            {k: v for k, v in raw.items() if k not in names and k != "record_index"}
+        )
+    else:
+        records = to_records(raw)
     # A Ctrl-C that came after the last request went out cancels nothing in the core, but the
     # user still asked to stop: the run says it was interrupted, so a caller (a search, a
     # suite) stops too instead of starting the next run.

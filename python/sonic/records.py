@@ -7,6 +7,7 @@ Columnar numpy arrays; Python objects only for the rare strings (errors, finish 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,9 @@ class RunRecords:
     # Prompt tokens the engine served from its prefix cache (usage
     # prompt_tokens_details.cached_tokens); -1 where not reported. None when built: all -1.
     cached_tokens: np.ndarray | None = None
+    # A streamed run (--stream-records): the chunks are in this Arrow file
+    # (``sonic.recordfile``), not in the chunk columns, which are None.
+    chunks_file: Path | None = None
 
     def __post_init__(self) -> None:
         n = int(np.asarray(self.intended_ns).shape[0])
@@ -72,6 +76,12 @@ class RunRecords:
         return np.array([e is None for e in self.error], dtype=bool)
 
     def chunk_slice(self, i: int) -> slice:
+        if self.chunks_file is not None:
+            from sonic.errors import SonicError
+
+            raise SonicError(
+                f"this run's chunks are in {self.chunks_file} (sonic.recordfile.batches)"
+            )
         return slice(int(self.chunk_offsets[i]), int(self.chunk_offsets[i + 1]))
 
     def chunk_text(self, j: int) -> str:

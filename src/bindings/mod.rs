@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod histogram;
 mod run;
 mod sim;
 mod telemetry;
@@ -27,6 +28,7 @@ pub(crate) fn core_err(e: impl std::fmt::Display) -> PyErr {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreError", m.py().get_type::<CoreError>())?;
+    histogram::register(m)?;
     sim::register(m)?;
     run::register(m)?;
     telemetry::register(m)?;

@@ -27,6 +27,7 @@ fn records_dict<'py>(py: Python<'py>, r: &Records) -> PyResult<Bound<'py, PyDict
     d.set_item("cancelled", r.cancelled)?;
     d.set_item("deadline_reached", r.deadline_reached)?;
     d.set_item("client_threads", r.client_threads)?;
+    d.set_item("record_index", PyArray1::from_slice(py, &r.record_index))?;
     d.set_item("intended_ns", PyArray1::from_slice(py, &r.intended_ns))?;
     d.set_item("session_index", PyArray1::from_slice(py, &r.session_index))?;
     d.set_item("turn_index", PyArray1::from_slice(py, &r.turn_index))?;
@@ -71,6 +72,15 @@ impl RunHandle {
     #[pyo3(signature = (abort_in_flight = false))]
     fn cancel(&self, abort_in_flight: bool) {
         self.inner.cancel(abort_in_flight);
+    }
+
+    /// Finished records not taken yet (streamed runs); `None` when there are none.
+    fn take_finished<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let r = self.inner.take_finished();
+        if r.record_index.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(records_dict(py, &r)?))
     }
 
     #[pyo3(signature = (timeout_s = None))]

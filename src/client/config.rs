@@ -169,6 +169,10 @@ pub struct RunConfig {
     /// the workers of one run start together. In the past: at once.
     #[serde(default)]
     pub start_at_unix_ns: Option<i64>,
+    /// Hand finished records over while the run goes (`RunHandle::take_finished`) instead of
+    /// keeping them all until it ends: memory holds only what is in flight.
+    #[serde(default)]
+    pub stream_records: bool,
 }
 
 /// How far ahead `start_at_unix_ns` may lie.

@@ -19,7 +19,7 @@ use super::clock::{mono_ns, sleep_until};
 use super::failure::{NOT_SENT_CANCELLED, NOT_SENT_DEADLINE};
 use super::request::{run_request, Outgoing, RequestCtx};
 use super::state::{Abort, RunState};
-use crate::recorder::RequestRecord;
+use crate::recorder::{Finished, RequestRecord};
 
 /// Re-check stop/deadline at least this often while sleeping to a far arrival.
 const SLEEP_SLICE_NS: i64 = 5_000_000;
@@ -103,12 +103,15 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Send one request now (its slot, if any, is released when it ends).
-    pub(super) fn launch(
+    /// Send one request now (its slot, if any, is released when it ends). `done` takes the
+    /// record as the request ends, before it counts as finished (a streamed run hands it over
+    /// there); the task's output is what `done` gives back.
+    pub(super) fn launch<T: Send + 'static>(
         &self,
         out: Outgoing,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> JoinHandle<RequestRecord> {
+        done: impl FnOnce(RequestRecord) -> T + Send + 'static,
+    ) -> JoinHandle<T> {
         let rec = RequestRecord {
             dispatched_ns: mono_ns() - self.ctx.t0_mono_ns,
             ..RequestRecord::default()
@@ -130,11 +133,12 @@ impl Dispatcher<'_> {
             } else {
                 &state.failed
             };
+            let kept = done(rec);
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             state
                 .in_flight
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            rec
+            kept
         })
     }
 
@@ -161,15 +165,17 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// Dispatch every request on schedule; returns one record per request (joined).
-    pub fn run(&self, intended_ns: &[i64], prepared: Prepared) -> Vec<RequestRecord> {
+    /// Dispatch every request on schedule. Returns the records kept for the end of the run:
+    /// all of them, or (streamed run) those not handed over, with every unsent request.
+    pub fn run(&self, intended_ns: &[i64], prepared: Prepared) -> Vec<Finished> {
         let t0 = self.ctx.t0_mono_ns;
         let n = intended_ns.len();
-        let mut handles: Vec<JoinHandle<RequestRecord>> = Vec::with_capacity(n);
+        let streaming = self.state.handoff.streaming();
+        let mut running = Running::new(if streaming { REAP_EVERY } else { usize::MAX });
         let mut stopped_by = None;
         let mut bodies = prepared.bodies.into_iter();
         let mut ids = prepared.ids.into_iter();
-        for &intended in intended_ns {
+        for (index, &intended) in intended_ns.iter().enumerate() {
             let go = match self.wait_until(t0 + intended) {
                 Wait::Go => self.slot(),
                 other => Err(other),
@@ -189,20 +195,85 @@ impl Dispatcher<'_> {
                 id,
                 session: None,
             };
-            handles.push(self.launch(out, permit));
+            let state = self.state.clone();
+            let handle = self.launch(out, permit, move |rec| {
+                state
+                    .handoff
+                    .offer(Finished::request(index, intended, rec))
+                    .map(|f| f.rec)
+            });
+            running.push(self.rt, index, intended, handle);
         }
+        let launched = running.launched;
         self.stopped_by(stopped_by);
         let unsent = self.unsent_reason();
-        let mut recs: Vec<RequestRecord> = handles
-            .into_iter()
-            .map(|h| {
-                self.rt.block_on(h).unwrap_or_else(|e| RequestRecord {
+        let mut kept = running.join_all(self.rt);
+        kept.extend(
+            (launched..n)
+                .map(|i| Finished::request(i, intended_ns[i], RequestRecord::not_sent(unsent))),
+        );
+        kept
+    }
+}
+
+/// How many finished tasks a streamed run lets pile up before reaping them: a finished tokio
+/// task keeps its memory until its handle is joined.
+const REAP_EVERY: usize = 1024;
+
+/// Requests launched by a plain run, with the records their tasks kept.
+struct Running {
+    handles: Vec<(usize, i64, JoinHandle<Option<RequestRecord>>)>,
+    kept: Vec<Finished>,
+    launched: usize,
+    reap_at: usize,
+}
+
+impl Running {
+    fn new(reap_at: usize) -> Self {
+        Self {
+            handles: Vec::new(),
+            kept: Vec::new(),
+            launched: 0,
+            reap_at,
+        }
+    }
+
+    fn push(
+        &mut self,
+        rt: &Handle,
+        index: usize,
+        intended: i64,
+        h: JoinHandle<Option<RequestRecord>>,
+    ) {
+        self.handles.push((index, intended, h));
+        self.launched = index + 1;
+        if self.handles.len() >= self.reap_at {
+            let (done, left): (Vec<_>, Vec<_>) = std::mem::take(&mut self.handles)
+                .into_iter()
+                .partition(|(_, _, h)| h.is_finished());
+            self.handles = left;
+            self.join(rt, done);
+            self.reap_at = REAP_EVERY.max(2 * self.handles.len());
+        }
+    }
+
+    fn join(&mut self, rt: &Handle, done: Vec<(usize, i64, JoinHandle<Option<RequestRecord>>)>) {
+        for (index, intended, h) in done {
+            let rec = rt.block_on(h).unwrap_or_else(|e| {
+                Some(RequestRecord {
                     error: Some(format!("internal error: {e}")),
                     ..RequestRecord::default()
                 })
-            })
-            .collect();
-        recs.resize_with(n, || RequestRecord::not_sent(unsent));
-        recs
+            });
+            if let Some(rec) = rec {
+                self.kept.push(Finished::request(index, intended, rec));
+            }
+        }
+    }
+
+    fn join_all(mut self, rt: &Handle) -> Vec<Finished> {
+        let all = std::mem::take(&mut self.handles);
+        self.join(rt, all);
+        self.kept
     }
 }

@@ -51,7 +51,13 @@ impl RunHandle {
         }
     }
 
-    /// The records once the run has ended; `None` if `timeout` passes first.
+    /// Finished records not taken yet (a streamed run; empty otherwise), in record order.
+    pub fn take_finished(&self) -> Records {
+        self.state.handoff.take()
+    }
+
+    /// The records once the run has ended; `None` if `timeout` passes first. A streamed run's
+    /// are those not taken by `take_finished` before it ended, and every unsent request.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Arc<Records>> {
         let (lock, cv) = &*self.result;
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -252,7 +258,7 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
         let _guard = rt.enter();
         (build_client(&cfg, pool.max(1))?, build_client(&cfg, 0)?)
     };
-    let state = Arc::new(RunState::new(n as u64));
+    let state = Arc::new(RunState::new(n as u64, cfg.stream_records));
     let result = Arc::new((Mutex::new(None), Condvar::new()));
     let handle = RunHandle {
         state: state.clone(),
@@ -307,13 +313,11 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
                 semaphore: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
                 deadline_abs_ns,
             };
-            let mut records = match workload {
-                Workload::Requests { intended, prepared } => {
-                    let recs = dispatcher.run(&intended, prepared);
-                    Records::assemble(intended, recs)
-                }
+            let kept = match workload {
+                Workload::Requests { intended, prepared } => dispatcher.run(&intended, prepared),
                 Workload::Sessions(plan) => run_sessions(&dispatcher, *plan),
             };
+            let mut records = Records::from_finished(kept);
             drop(dispatcher);
             rt.shutdown_background();
             records.t0_unix_ns = t0_unix;

@@ -36,7 +36,7 @@ use super::config::{ApiKind, BodyOptions, History, SessionSpec};
 use super::conversation::turn_request;
 use super::dispatch::{Dispatcher, Wait};
 use super::request::Outgoing;
-use crate::recorder::{Records, RequestRecord};
+use crate::recorder::{Finished, Handoff, RequestRecord};
 
 /// Re-check stop/deadline at least this often while waiting for a due turn or a reply.
 const WAIT_SLICE_NS: i64 = 5_000_000;
@@ -100,12 +100,22 @@ enum Next {
     Start(usize),
 }
 
+/// Where a turn's record is.
+enum Slot {
+    /// Not ended (or never sent).
+    Pending,
+    /// Ended, kept for the end of the run.
+    Kept(RequestRecord),
+    /// Ended and handed over to Python (streamed run).
+    Handed,
+}
+
 /// Dispatch state of a run of sessions (lives on the dispatcher thread only).
 struct Sessions {
     plan: SessionPlan,
     first: Vec<usize>,
     intended: Vec<i64>,
-    recs: Vec<Option<RequestRecord>>,
+    recs: Vec<Slot>,
     /// Why a record was not sent when its session ended early.
     skipped: Vec<Option<String>>,
     /// Due continuation turns: (intended ns, record index), earliest first.
@@ -141,7 +151,7 @@ impl Sessions {
             plan,
             first,
             intended,
-            recs: (0..total).map(|_| None).collect(),
+            recs: (0..total).map(|_| Slot::Pending).collect(),
             skipped: vec![None; total],
             due: BinaryHeap::new(),
             next_body,
@@ -200,8 +210,9 @@ impl Sessions {
         (f, out)
     }
 
-    /// A turn ended: keep its record; queue its successor (when `more`), or end the session.
-    fn finish(&mut self, f: usize, rec: RequestRecord, more: bool) {
+    /// A turn ended: keep its record (or hand it over); queue its successor (when `more`), or
+    /// end the session.
+    fn finish(&mut self, f: usize, rec: RequestRecord, more: bool, handoff: &Handoff) {
         self.outstanding -= 1;
         let (s, k) = self.locate(f);
         let n_turns = self.plan.sessions[s].turns.len();
@@ -239,41 +250,55 @@ impl Sessions {
                 }
             }
         }
-        self.recs[f] = Some(rec);
+        let done = Finished {
+            index: f,
+            intended_ns: self.intended[f],
+            session_index: s as i64,
+            turn_index: k as i64,
+            rec,
+        };
+        self.recs[f] = match handoff.offer(done) {
+            Some(kept) => Slot::Kept(kept.rec),
+            None => Slot::Handed,
+        };
     }
 
-    /// Every record (session-major) with session and turn columns.
-    fn into_records(self, unsent: &str) -> Records {
-        let total = self.recs.len();
-        let recs = self
-            .recs
-            .into_iter()
-            .zip(self.skipped)
-            .map(|(r, why)| {
-                r.unwrap_or_else(|| RequestRecord::not_sent(why.as_deref().unwrap_or(unsent)))
-            })
-            .collect();
-        let mut out = Records::assemble(self.intended, recs);
-        out.session_index = Vec::with_capacity(total);
-        out.turn_index = Vec::with_capacity(total);
+    /// The records kept for the end of the run (session-major), unsent turns included.
+    fn into_records(self, unsent: &str) -> Vec<Finished> {
+        let mut out = Vec::with_capacity(self.recs.len());
+        let mut slots = self.recs.into_iter().zip(self.skipped).enumerate();
         for (s, session) in self.plan.sessions.iter().enumerate() {
             for k in session.start_turn..session.turns.len() {
-                out.session_index.push(s as i64);
-                out.turn_index.push(k as i64);
+                let Some((f, (slot, why))) = slots.next() else {
+                    return out;
+                };
+                let rec = match slot {
+                    Slot::Handed => continue,
+                    Slot::Kept(rec) => rec,
+                    Slot::Pending => RequestRecord::not_sent(why.as_deref().unwrap_or(unsent)),
+                };
+                out.push(Finished {
+                    index: f,
+                    intended_ns: self.intended[f],
+                    session_index: s as i64,
+                    turn_index: k as i64,
+                    rec,
+                });
             }
         }
         out
     }
 }
 
-/// Run every session to its end (or stop/deadline); the records of every turn.
-pub fn run_sessions(d: &Dispatcher<'_>, plan: SessionPlan) -> Records {
+/// Run every session to its end (or stop/deadline); the records of every turn not handed over.
+pub fn run_sessions(d: &Dispatcher<'_>, plan: SessionPlan) -> Vec<Finished> {
+    let handoff = &d.state.handoff;
     let t0 = d.ctx.t0_mono_ns;
     let mut st = Sessions::new(plan);
     let (tx, rx) = mpsc::channel::<(usize, RequestRecord)>();
     let stopped_by = loop {
         while let Ok((f, rec)) = rx.try_recv() {
-            st.finish(f, rec, true);
+            st.finish(f, rec, true, handoff);
         }
         if d.state.stopped() {
             break Some(Wait::Stop);
@@ -293,7 +318,7 @@ pub fn run_sessions(d: &Dispatcher<'_>, plan: SessionPlan) -> Records {
                 };
                 let (f, out) = st.take(next);
                 st.outstanding += 1;
-                let handle = d.launch(out, permit);
+                let handle = d.launch(out, permit, |rec| rec);
                 let tx = tx.clone();
                 d.rt.spawn(async move {
                     let rec = handle.await.unwrap_or_else(|e| RequestRecord {
@@ -313,7 +338,7 @@ pub fn run_sessions(d: &Dispatcher<'_>, plan: SessionPlan) -> Records {
                 }
                 let wait = Duration::from_nanos((until - now).max(0) as u64);
                 if let Ok((f, rec)) = rx.recv_timeout(wait) {
-                    st.finish(f, rec, true);
+                    st.finish(f, rec, true, handoff);
                 }
             }
         }
@@ -322,7 +347,7 @@ pub fn run_sessions(d: &Dispatcher<'_>, plan: SessionPlan) -> Records {
     // Turns in flight end (or are aborted); no new turn is queued after a stop.
     while st.outstanding > 0 {
         match rx.recv() {
-            Ok((f, rec)) => st.finish(f, rec, false),
+            Ok((f, rec)) => st.finish(f, rec, false, handoff),
             Err(_) => break,
         }
     }
@@ -333,6 +358,7 @@ pub fn run_sessions(d: &Dispatcher<'_>, plan: SessionPlan) -> Records {
 mod tests {
     use super::*;
     use crate::client::config::TurnSpec;
+    use crate::recorder::Records;
     use serde_json::{json, Map, Value};
 
     fn turn(c: &str, think: f64) -> TurnSpec {
@@ -418,14 +444,14 @@ mod tests {
         st.outstanding += 1;
         // Session 1 starts at 10 ns; session 0's turn 1 is not due before turn 0 ends.
         assert_eq!(st.pick(), Some((10, Next::Start(1))));
-        st.finish(0, ok(1_000, "live0"), true);
+        st.finish(0, ok(1_000, "live0"), true, &Handoff::default());
         assert_eq!(st.intended[1], 1_000 + 500_000_000);
         assert_eq!(st.pick(), Some((10, Next::Start(1))));
         let (f, _) = st.take(Next::Start(1));
         assert_eq!(f, 3, "records are session-major");
         st.outstanding += 1;
         assert_eq!(st.pick(), Some((500_001_000, Next::Turn(1))));
-        st.finish(3, ok(20, "b"), true);
+        st.finish(3, ok(20, "b"), true, &Handoff::default());
         assert_eq!(st.ended, 1);
         let (f, out) = st.take(Next::Turn(1));
         assert_eq!(f, 1);
@@ -446,7 +472,7 @@ mod tests {
         let mut st = Sessions::new(plan(History::Live, two_sessions(), None));
         st.take(Next::Start(0));
         st.outstanding += 1;
-        st.finish(0, ok(5, "engine said"), true);
+        st.finish(0, ok(5, "engine said"), true, &Handoff::default());
         let (_, out) = st.take(Next::Turn(1));
         let b = body_json(&out.body);
         assert_eq!(b["messages"][1]["content"], "engine said");
@@ -460,14 +486,14 @@ mod tests {
         assert_eq!(st.pick(), None, "session cap reached, nothing due");
         let mut bad = ok(7, "");
         bad.error = Some("HTTP 500: boom".into());
-        st.finish(0, bad, true);
+        st.finish(0, bad, true, &Handoff::default());
         assert_eq!(
             st.pick(),
             Some((10, Next::Start(1))),
             "the slot is free again"
         );
         assert!(st.due.is_empty());
-        let recs = st.into_records("not sent: run cancelled");
+        let recs = Records::from_finished(st.into_records("not sent: run cancelled"));
         assert_eq!(
             recs.error[1].as_deref(),
             Some("not sent: turn 0 of this session failed")
@@ -495,7 +521,7 @@ mod tests {
             );
             st.outstanding += 1;
             assert_eq!(st.locate(0), (0, 1));
-            st.finish(0, ok(1_000, "live1"), true);
+            st.finish(0, ok(1_000, "live1"), true, &Handoff::default());
             assert_eq!(st.intended[1], 1_000 + 1_000_000_000, "turn 2's think time");
             let (f, out) = st.take(Next::Turn(1));
             assert_eq!(f, 1);
@@ -506,7 +532,7 @@ mod tests {
             };
             assert_eq!(body_json(&out.body)["messages"][1]["content"], "ref-a0");
             assert_eq!(body_json(&out.body)["messages"][3]["content"], answer);
-            let recs = st.into_records("not sent");
+            let recs = Records::from_finished(st.into_records("not sent"));
             assert_eq!(recs.session_index, vec![0, 0, 1]);
             assert_eq!(recs.turn_index, vec![1, 2, 0]);
         }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use tokio::sync::watch;
 
 use super::clock::mono_ns;
+use crate::recorder::Handoff;
 
 /// Why in-flight requests are being aborted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +38,15 @@ pub struct RunState {
     pub finished: AtomicBool,
     pub cancelled: AtomicBool,
     pub deadline_reached: AtomicBool,
+    /// Finished records on their way to Python (streamed runs).
+    pub handoff: Handoff,
     stop_flag: AtomicBool,
     stop_tx: watch::Sender<bool>,
     abort_tx: watch::Sender<Abort>,
 }
 
 impl RunState {
-    pub fn new(total: u64) -> Self {
+    pub fn new(total: u64, streaming: bool) -> Self {
         Self {
             total,
             dispatched: AtomicU64::new(0),
@@ -54,6 +57,7 @@ impl RunState {
             finished: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             deadline_reached: AtomicBool::new(false),
+            handoff: Handoff::new(streaming),
             stop_flag: AtomicBool::new(false),
             stop_tx: watch::Sender::new(false),
             abort_tx: watch::Sender::new(Abort::No),
@@ -114,7 +118,7 @@ mod tests {
 
     #[test]
     fn abort_first_reason_wins() {
-        let s = RunState::new(3);
+        let s = RunState::new(3, false);
         let rx = s.abort_rx();
         s.abort(Abort::Deadline);
         s.abort(Abort::Cancel);

@@ -745,6 +745,18 @@ FLAGS: tuple[Flag, ...] = (
         "keep per-request arrays and write a raw per-request file",
         "bool",
     ),
+    _impl(
+        "--stream-records",
+        "results",
+        "sonic",
+        "bounded memory for runs of millions of requests: finished requests leave the client "
+        "in batches while the run goes and their chunks go to an Arrow file (kept beside a "
+        "saved result as <result>.records.arrow, read by pandas/polars; generated texts only "
+        "with --save-detailed); per-request metrics stay exact, ITL and step-TPOT percentiles "
+        "come from an HDR histogram (3 significant digits; mean/std exact), and the result's "
+        "per-request itls/generated_texts lists stay in that file",
+        "bool",
+    ),
     _impl("--append-result", "results", "vllm", "append one JSON line to the result file", "bool"),
     _impl(
         "--always-save-result",

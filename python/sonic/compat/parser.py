@@ -560,6 +560,11 @@ def _worker_fields(raw: _Raw) -> dict[str, Any]:
         raise SonicError("--ray-address needs --workers N (N >= 2)")
     if workers > 1 and raw.flag("stop_over_saturated", False):
         raise SonicError("--stop-over-saturated is not available with --workers")
+    if workers > 1 and raw.flag("stream_records", False):
+        raise SonicError(
+            "--stream-records is not available with --workers (the workers' records come "
+            "back in memory)"
+        )
     return {"workers": workers, "ray_address": address}
 
 
@@ -696,6 +701,7 @@ def _output(raw: _Raw, target: TargetArgs, dialect: Dialect) -> OutputArgs:
     return OutputArgs(
         save_result=raw.flag("save_result"),
         save_detailed=raw.flag("save_detailed"),
+        stream_records=raw.flag("stream_records"),
         append_result=raw.flag("append_result"),
         always_save_result=raw.flag("always_save_result"),
         result_dir=raw.text("result_dir"),

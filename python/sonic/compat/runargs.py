@@ -162,6 +162,8 @@ class OutputArgs:
     server_metrics_url: str | None = None  # resolved: None = not scraped
     server_metrics_endpoints: dict[str, str] = field(default_factory=dict)  # --metrics-urls
     server_metrics_interval_s: float = 1.0
+    # Records streamed to an Arrow file while the run goes (sonic.recordfile).
+    stream_records: bool = False
 
     @property
     def wants_file(self) -> bool:
@@ -300,6 +302,7 @@ class RunArgs:
             "skip_last_n_requests": m.skip_last_n_requests,
             "save_result": o.save_result,
             "save_detailed": o.save_detailed,
+            "stream_records": o.stream_records,
             "append_result": o.append_result,
             "always_save_result": o.always_save_result,
             "result_dir": o.result_dir,

@@ -250,13 +250,12 @@ def _stats(
             m &= extra
         return values[m]
 
-    itl_ok = np.repeat(ok, np.diff(req.itl_offsets))
     sent = ~np.isnan(req.queue_s)
     p = list(percentiles)
     return {
         "ttft": summarize(sel(req.ttft_s, ttft_mask), p),
         "tpot": summarize(sel(req.tpot_s), p),
-        "itl": summarize(req.itl_s[itl_ok], p),
+        "itl": req.chunks.itl_summary(ok, p),
         "e2el": summarize(sel(req.e2el_s), p),
         "client_queue_time": summarize(sel(req.queue_s), p),
         "e2el_including_client_queue": summarize(sel(req.e2el_intended_s), p),
@@ -264,16 +263,9 @@ def _stats(
         "input_throughput": summarize(sel(req.input_throughput, ttft_mask), p),
         "output_throughput": summarize(sel(req.output_throughput, ttft_mask), p),
         "dispatch_lag": summarize(req.queue_s[sent], p),
-        "step_tpot": summarize(_step_tpot(req, itl_ok), p),
+        # Each measured ITL over the tokens of the chunk that closed it (none without them).
+        "step_tpot": req.chunks.step_tpot_summary(ok, p),
     }
-
-
-def _step_tpot(req: RequestMetrics, itl_ok: np.ndarray) -> np.ndarray:
-    """Each measured ITL over the tokens of the chunk that closed it (empty without them)."""
-    if req.itl_tokens is None:
-        return np.zeros(0, dtype=np.float64)
-    keep = itl_ok & (req.itl_tokens > 0)
-    return req.itl_s[keep] / req.itl_tokens[keep]
 
 
 def _good_requests(req: RequestMetrics, slos_ms: dict[str, float]) -> int:
@@ -293,14 +285,7 @@ def _max_tokens_per_s(req: RequestMetrics) -> float:
     ok = req.success
     if not ok.any():
         return 0.0
-    tok_ok = np.repeat(ok, np.diff(req.token_offsets))
-    t = req.token_ns[tok_ok]
-    if t.size == 0:
-        return 0.0
-    start_ns = np.nanmin(req.sent_s[ok]) * NS
-    buckets = np.floor((t - start_ns) / NS).astype(np.int64)
-    buckets = buckets[buckets >= 0]
-    return float(np.bincount(buckets).max()) if buckets.size else 0.0
+    return req.chunks.max_tokens_per_s(ok, np.nanmin(req.sent_s[ok]) * NS)
 
 
 def _max_concurrency(req: RequestMetrics) -> int:

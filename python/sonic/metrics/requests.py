@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from sonic.errors import SonicError
+from sonic.metrics.chunks import ChunkArrays, ChunkFile, ChunkFileWriter, ChunkStats
 from sonic.metrics.rules import MetricRules
 from sonic.records import CHUNK_EMPTY_CHOICE, CHUNK_TEXT, RunRecords
 
@@ -33,6 +34,8 @@ class RequestMetrics:
     Latencies are measured from the actual send (``*_s``) and from the intended send
     (``*_intended_s``); ``queue_s`` = sent - intended is the gap (dispatch lag plus any wait
     for a ``--max-concurrency`` slot). Token counts: -1 where that source gave nothing.
+    The per-chunk arrays (``itl_*``, ``token_*``) and ``generated_text`` are None for a
+    streamed run, whose chunks stay on disk: ask ``chunks`` (``sonic.metrics.chunks``).
     """
 
     n: int
@@ -69,6 +72,25 @@ class RequestMetrics:
     cached_tokens: np.ndarray | None = None
     session_index: np.ndarray | None = None
     turn_index: np.ndarray | None = None
+    # Set for a streamed run; in memory it is built from the arrays above.
+    chunk_stats: ChunkStats | None = None
+
+    @property
+    def chunks(self) -> ChunkStats:
+        """The per-chunk metrics, in memory or in a file, behind one interface."""
+        if self.chunk_stats is None:
+            self.chunk_stats = ChunkArrays(
+                itl_offsets=self.itl_offsets,
+                itl_s=self.itl_s,
+                token_offsets=self.token_offsets,
+                token_ns=self.token_ns,
+                itl_tokens=self.itl_tokens,
+            )
+        return self.chunk_stats
+
+    @property
+    def streamed(self) -> bool:
+        return self.itl_s is None
 
     def itls(self, i: int) -> np.ndarray:
         """Request i's inter-token gaps in seconds."""
@@ -110,12 +132,25 @@ def compute_request_metrics(
 
     ``prompt_lens`` are the client-side prompt token counts (one per request, from the
     dataset). When ``count_tokens`` is given every successful response is re-tokenized
-    (whole text, once), so the usage and re-tokenized counts can be compared.
+    (whole text, once), so the usage and re-tokenized counts can be compared. A streamed
+    run's records file is read batch by batch (``_streamed``).
     """
     n = records.n
     client_in = np.asarray(prompt_lens, dtype=np.int64)
     if client_in.shape != (n,):
         raise SonicError(f"prompt_lens has {client_in.shape[0]} entries for {n} requests")
+    if records.chunks_file is not None:
+        return _streamed(records, rules, client_in, count_tokens)
+    return _in_memory(records, rules, client_in, count_tokens)
+
+
+def _in_memory(
+    records: RunRecords,
+    rules: MetricRules,
+    client_in: np.ndarray,
+    count_tokens: TokenCounter | None,
+) -> RequestMetrics:
+    n = records.n
     offsets = np.asarray(records.chunk_offsets, dtype=np.int64)
     kinds = np.asarray(records.chunk_kind)
     times = np.asarray(records.chunk_ns, dtype=np.int64)
@@ -232,6 +267,80 @@ def compute_request_metrics(
         cached_tokens=np.asarray(records.cached_tokens, dtype=np.int64),
         session_index=np.asarray(records.session_index, dtype=np.int64),
         turn_index=np.asarray(records.turn_index, dtype=np.int64),
+    )
+
+
+# Per-request columns of a streamed run: name -> value of a request missing from the file.
+_FLOAT_COLUMNS = (
+    "sent_s",
+    "queue_s",
+    "ttft_s",
+    "e2el_s",
+    "tpot_s",
+    "ttft_intended_s",
+    "e2el_intended_s",
+    "input_throughput",
+    "output_throughput",
+)
+_INT_COLUMNS = {
+    "output_len": 0,
+    "usage_input_len": -1,
+    "usage_output_len": -1,
+    "retok_output_len": -1,
+    "nonempty_chunks": 0,
+}
+
+
+def _streamed(
+    records: RunRecords,
+    rules: MetricRules,
+    client_in: np.ndarray,
+    count_tokens: TokenCounter | None,
+) -> RequestMetrics:
+    """Per-request metrics of a streamed run: each batch of its records file goes through
+    ``_in_memory``; the per-request values are kept, the per-chunk ones go to a ``ChunkFile``."""
+    from sonic import recordfile
+
+    n = records.n
+    path = records.chunks_file
+    assert path is not None
+    cols: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in _FLOAT_COLUMNS}
+    cols.update({k: np.full(n, v, dtype=np.int64) for k, v in _INT_COLUMNS.items()})
+    cols["input_len"] = client_in.copy()
+    success = np.zeros(n, dtype=bool)
+    error = list(records.error)
+    itl_counts = np.zeros(n, dtype=np.int64)
+    step = bool(rules.step_tpot and count_tokens is not None)
+    derived = recordfile.scratch_path(path.parent)
+    writer = ChunkFileWriter(derived, step_tpot=step)
+    try:
+        for index, batch in recordfile.batches(path):
+            m = _in_memory(batch, rules, client_in[index], count_tokens)
+            for k in cols:
+                cols[k][index] = getattr(m, k)
+            success[index] = m.success
+            for i, e in zip(index.tolist(), m.error):
+                error[i] = e
+            itl_counts[index] = np.diff(m.itl_offsets)
+            writer.write(index, m.chunks)  # type: ignore[arg-type]
+    finally:
+        writer.close()
+    return RequestMetrics(
+        n=n,
+        success=success,
+        error=error,
+        client_input_len=client_in,
+        itl_offsets=None,  # type: ignore[arg-type]  # per-chunk data: chunk_stats
+        itl_s=None,  # type: ignore[arg-type]
+        token_offsets=None,  # type: ignore[arg-type]
+        token_ns=None,  # type: ignore[arg-type]
+        generated_text=None,  # type: ignore[arg-type]
+        finish_reason=list(records.finish_reason),
+        cached_tokens=np.asarray(records.cached_tokens, dtype=np.int64),
+        session_index=np.asarray(records.session_index, dtype=np.int64),
+        turn_index=np.asarray(records.turn_index, dtype=np.int64),
+        chunk_stats=ChunkFile(derived, itl_counts, step_tpot=step),
+        **cols,
     )
 
 

@@ -310,9 +310,7 @@ def window_metrics(
     ok = np.asarray(req.success, dtype=bool)
     with np.errstate(invalid="ignore"):
         completed = int((ok & (ends >= a) & (ends < b)).sum())
-    tok_ok = np.repeat(ok, np.diff(req.token_offsets))
-    t = np.asarray(req.token_ns, dtype=np.float64)[tok_ok] / NS
-    out_tokens = int(((t >= a) & (t < b)).sum())
+    out_tokens = req.chunks.tokens_between(ok, a, b)
     inside = replace(req, success=ok & state.sent_mask(sent))
     return WindowMetrics(
         duration_s=dur,

@@ -472,7 +472,7 @@ def _samples(metrics: Any, names: tuple[str, ...]) -> dict[str, int]:
     req = metrics.requests
     for name in names:
         if name == "itl":
-            gaps = np.diff(np.asarray(req.itl_offsets))
+            gaps = np.asarray(req.chunks.itl_counts)
             measured = metrics.measured if metrics.measured.size == gaps.size else req.success
             out[name] = int((np.asarray(measured, dtype=bool) & (gaps > 0)).sum())
         elif name in metrics.stats:

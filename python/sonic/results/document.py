@@ -74,9 +74,16 @@ def check_metadata(metadata: dict[str, str], reserved: Iterable[str]) -> None:
         )
 
 
+# Per-request lists of per-chunk data: a streamed run keeps them in its records file only.
+PER_CHUNK_KEYS = ("itls", "generated_texts")
+
+
 def per_request_arrays(m: BenchmarkMetrics, keys: Iterable[str]) -> dict[str, list[Any]]:
-    """Index-aligned per-request lists (seconds; 0.0 where undefined, as both tools write)."""
+    """Index-aligned per-request lists (seconds; 0.0 where undefined, as both tools write).
+    A streamed run leaves out ``PER_CHUNK_KEYS`` (``sonic.records_file`` holds them)."""
     r = m.requests
+    if r.streamed:
+        keys = [k for k in keys if k not in PER_CHUNK_KEYS]
     make = {
         "input_lens": lambda: [int(x) for x in r.input_len],
         "output_lens": lambda: [int(x) for x in r.output_len],

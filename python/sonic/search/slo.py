@@ -237,6 +237,13 @@ def _per_request(req: Any, metric: str, idx: np.ndarray) -> list[np.ndarray]:
     ok = np.asarray(req.success, dtype=bool)
     out: list[np.ndarray] = []
     if metric == "itl":
+        if getattr(req, "streamed", False):
+            from sonic.errors import SonicError
+
+            raise SonicError(
+                "an ITL SLO judges each request's gaps, which --stream-records keeps on disk: "
+                "search without --stream-records"
+            )
         for i in idx:
             gaps = req.itls(i) if ok[i] else np.array([FAILED_S])
             out.append(np.asarray(gaps, dtype=float))
