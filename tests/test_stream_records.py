@@ -252,3 +252,31 @@ def test_a_lost_batch_is_recorded_as_lost(tmp_path):
     writer = recordfile.RecordWriter(tmp_path / "r.arrow", 3)
     records = writer.records({"t0_unix_ns": time.time_ns(), "t0_mono_ns": 1, "cancelled": True})
     assert records.error == [recordfile.LOST] * 3 and records.n == 3
+
+
+def test_a_big_request_list_is_handed_to_the_core_as_one_exact_json():
+    """The requests' JSON is written in parts (no dict per request held at once): every
+    request is there in order, and a body field named "requests" is left alone."""
+    import json
+
+    n = client.REQUESTS_PER_PART * 2 + 1
+    config = client.RunConfig(
+        base_url="http://127.0.0.1:9",
+        endpoint="/v1/completions",
+        api="completions",
+        body=client.BodyOptions(fields={"requests": []}),
+        requests=[client.RequestSpec(prompt=f"p{i}", max_tokens=i % 5) for i in range(n)],
+    )
+    doc = json.loads(config.to_json())
+    assert [r["prompt"] for r in doc["requests"]] == [f"p{i}" for i in range(n)]
+    assert doc["requests"][-1]["max_tokens"] == (n - 1) % 5
+    assert doc["body"]["fields"] == {"requests": []}
+    empty = json.loads(client.RunConfig(base_url="x", endpoint="/", api="completions").to_json())
+    assert empty["requests"] == []
+    with pytest.raises(_core.CoreError, match="invalid run configuration"):
+        client.RunConfig(
+            base_url="x",
+            endpoint="/",
+            api="completions",
+            requests=[client.RequestSpec(prompt="p", messages=[{"x": float("nan")}])],
+        ).to_json()

@@ -1,8 +1,10 @@
 """The load generator's Python face: a typed run configuration and ``run()``.
 
 Everything timed happens in the Rust core (``sonic._core``): the configuration is serialised
-to JSON once, the core prepares every request body before its t0, and Python only polls the
-progress counters and receives the columnar records at the end. Ctrl-C never loses what was
+to JSON once, the core prepares request bodies ahead of the dispatcher (all of them before t0
+for a run of up to 65,536 requests, then a thread stays that far ahead: src/client/feed.rs),
+and Python only polls the progress counters and receives the columnar records at the end (or
+takes them in batches while the run goes: ``record_file``). Ctrl-C never loses what was
 measured: the first one stops dispatching and lets in-flight requests finish, the second one
 aborts them; either way the records come back with ``cancelled=True``.
 
@@ -66,6 +68,11 @@ class Session:
     system: str | None = None
     session_id: str = ""
     start_turn: int = 0
+
+    @property
+    def sent_turns(self) -> list[Turn]:
+        """The turns this session sends (from ``start_turn`` on), as the core counts them."""
+        return self.turns[self.start_turn :]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,10 +203,6 @@ class RunConfig:
                 "fields": b.fields,
                 "extra_body": b.extra_body,
             },
-            "requests": [
-                {"prompt": r.prompt, "messages": r.messages, "max_tokens": r.max_tokens}
-                for r in self.requests
-            ],
             "schedule": self.schedule.to_dict(),
             "max_concurrency": self.max_concurrency,
             "max_duration_s": self.max_duration_s,
@@ -215,11 +218,34 @@ class RunConfig:
             "record_ids": None if self.record_ids is None else [int(i) for i in self.record_ids],
             "start_at_unix_ns": self.start_at_unix_ns,
             "stream_records": bool(self.stream_records),
+            "requests": [],  # last: filled in below
         }
+        encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
         try:
-            return json.dumps(doc, allow_nan=False, separators=(",", ":"))
+            head = encode(doc)
+            parts = [head[: -len("[]}")]]  # ends with "requests":[]}
+            parts += _requests_json(encode, self.requests)
         except (TypeError, ValueError) as exc:
             raise _core.CoreError(f"invalid run configuration: {exc}") from None
+        parts.append("]}")
+        return "".join(parts)
+
+
+REQUESTS_PER_PART = 10_000
+
+
+def _requests_json(encode: Callable[[Any], str], requests: list[RequestSpec]) -> list[str]:
+    """The JSON of ``[request, ...]`` in parts of ``REQUESTS_PER_PART`` requests (no bracket
+    at either end): a run of 10^6 requests never holds a dict per request or a million small
+    strings at once, only the text."""
+    parts = ["["]
+    for at in range(0, len(requests), REQUESTS_PER_PART):
+        text = ",".join(
+            encode({"prompt": r.prompt, "messages": r.messages, "max_tokens": r.max_tokens})
+            for r in requests[at : at + REQUESTS_PER_PART]
+        )
+        parts.append(text if at == 0 else "," + text)
+    return parts
 
 
 def schedule_preview(schedule: ScheduleSpec, n: int) -> np.ndarray:
@@ -341,6 +367,9 @@ def _drive(handle, progress, out, monitor, writer) -> RunRecords:
         writer.append(to_records(raw), raw["record_index"])
         names = set(RunRecords.__dataclass_fields__)
         records = writer.records(raw)
+        from sonic.recordfile import release_freed_memory
+
+        release_freed_memory()
         records.extra.update(
             {k: v for k, v in raw.items() if k not in names and k != "record_index"}
         )

@@ -138,7 +138,7 @@ def from_batch(batch) -> tuple[np.ndarray, RunRecords]:
             texts.offset : texts.offset + n + 1
         ]
         data = texts.buffers()[2]
-        text = bytes(data)[int(t_off[0]) : int(t_off[-1])] if data is not None else b""
+        text = memoryview(data)[int(t_off[0]) : int(t_off[-1])].tobytes() if data else b""
         starts = t_off - t_off[0]
     else:
         text, starts, rel_end = b"", np.zeros(n + 1, dtype=np.int64), np.zeros_like(rel_end)
@@ -252,13 +252,23 @@ class RecordWriter:
         )
 
 
-def batches(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, RunRecords]]:
-    """(record indices, RunRecords) of each batch of a records file, in file order."""
+# Rows per batch read back: what the metrics hold per chunk at once (a 2,048-request batch of
+# 64-token answers is about 130,000 chunks).
+READ_ROWS = 2048
+
+
+def batches(
+    path: str | os.PathLike[str], rows: int = READ_ROWS
+) -> Iterator[tuple[np.ndarray, RunRecords]]:
+    """(record indices, RunRecords) of each batch of a records file, in file order, at most
+    ``rows`` requests each."""
     pa = _pa()
-    with pa.memory_map(str(path), "r") as source:
+    with pa.OSFile(str(path), "r") as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
-            yield from_batch(reader.get_batch(i))
+            batch = reader.get_batch(i)
+            for at in range(0, batch.num_rows, rows):
+                yield from_batch(batch.slice(at, rows))
 
 
 def drop_text(path: str | os.PathLike[str]) -> None:
@@ -266,7 +276,7 @@ def drop_text(path: str | os.PathLike[str]) -> None:
     pa = _pa()
     path = Path(path)
     scratch = path.with_name(path.name + ".tmp")
-    with pa.memory_map(str(path), "r") as source:
+    with pa.OSFile(str(path), "r") as source:
         reader = pa.ipc.open_file(source)
         if "text" not in reader.schema.names:
             return
@@ -311,6 +321,18 @@ def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:
+        pass
+
+
+def release_freed_memory() -> None:
+    """Hand the allocator's freed pages back to the system (glibc's malloc_trim) after a
+    streamed run, before its metrics: the records and bodies freed during the run leave
+    holes that would otherwise stay resident. Nothing happens where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
         pass
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,7 @@ def split(config, n: int) -> list[Share]:
     arrivals = client.schedule_preview(config.schedule, units)
     # Record numbers of each unit (a session's turns are consecutive records).
     if sessions is not None:
-        sizes = np.array([len(s.turns) - s.start_turn for s in sessions], dtype=np.int64)
+        sizes = np.array([len(s.sent_turns) for s in sessions], dtype=np.int64)
     else:
         sizes = np.ones(units, dtype=np.int64)
     first = np.concatenate([[0], np.cumsum(sizes)])
@@ -166,8 +167,8 @@ def merge(parts: list[tuple[np.ndarray, RunRecords, int]], total: int, t0_unix_n
     cols["session_index"] = np.zeros(total, dtype=i64)
     cols["turn_index"] = np.zeros(total, dtype=i64)
     status = np.zeros(total, dtype=np.int32)
-    error: list[str | None] = ["not sent: no worker reported this request"] * total
-    finish: list[str | None] = [None] * total
+    error = np.full(total, "not sent: no worker reported this request", dtype=object)
+    finish = np.full(total, None, dtype=object)
     n_chunks = np.zeros(total, dtype=i64)
     n_bytes = np.zeros(total, dtype=i64)
     cancelled = False
@@ -189,9 +190,8 @@ def merge(parts: list[tuple[np.ndarray, RunRecords, int]], total: int, t0_unix_n
             cols[name][idx] = getattr(rec, name)
         cols["session_index"][idx] = _session_base(idx, rec)
         status[idx] = rec.http_status
-        for j, g in enumerate(idx):
-            error[g] = rec.error[j]
-            finish[g] = rec.finish_reason[j]
+        error[idx] = _objects(rec.error)
+        finish[idx] = _objects(rec.finish_reason)
         offsets = np.asarray(rec.chunk_offsets, dtype=i64)
         text_at = np.asarray(rec.chunk_text_offsets, dtype=i64)
         n_chunks[idx] = np.diff(offsets)
@@ -227,8 +227,8 @@ def merge(parts: list[tuple[np.ndarray, RunRecords, int]], total: int, t0_unix_n
         http_status=status,
         prompt_tokens=cols["prompt_tokens"],
         completion_tokens=cols["completion_tokens"],
-        error=error,
-        finish_reason=finish,
+        error=error.tolist(),
+        finish_reason=finish.tolist(),
         chunk_offsets=chunk_offsets,
         chunk_ns=chunk_ns,
         chunk_kind=chunk_kind,
@@ -242,15 +242,22 @@ def merge(parts: list[tuple[np.ndarray, RunRecords, int]], total: int, t0_unix_n
     return merged
 
 
+def _objects(values: list) -> np.ndarray:
+    """A 1-D object array of ``values`` (strings or None), never split into characters."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
 def _session_base(idx: np.ndarray, rec: RunRecords) -> np.ndarray:
     """Global session numbers: a worker's local session k is the session of its record whose
     global index starts that session; numbered by the first record's global index, then ranked
     after the merge (see :func:`renumber_sessions`)."""
     local = np.asarray(rec.session_index)
-    firsts: dict[int, int] = {}
-    for j, s in enumerate(local):
-        firsts.setdefault(int(s), int(idx[j]))
-    return np.array([firsts[int(s)] for s in local], dtype=np.int64)
+    if local.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first, inverse = np.unique(local, return_index=True, return_inverse=True)
+    return np.asarray(idx, dtype=np.int64)[first][inverse.ravel()]
 
 
 def renumber_sessions(records: RunRecords) -> None:
@@ -310,10 +317,30 @@ def clock_offset_ns(ray, actor) -> tuple[int, int]:
     return best
 
 
+def _progress_printer(progress: bool, workers: int, total: int):
+    """With ``progress``, one stderr line as each worker ends (a worker reports only then)."""
+    done = [0, 0]
+
+    def say(w: int, host: str, records: int, failure: str | None) -> None:
+        done[0] += 1
+        done[1] += records
+        if progress:
+            what = "failed" if failure else "done"
+            print(
+                f"sonic: worker {w} ({host}) {what}: {done[0]}/{workers} workers, "
+                f"{done[1]}/{total} requests reported",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return say
+
+
 def run(config, workers: int, address: str | None, progress: bool = False) -> RunRecords:
     """Run ``config`` on ``workers`` Ray actors (``address``: the cluster; None: a local Ray)
-    and return the merged records. Ctrl-C stops the workers (their actors are killed): the
-    records come back only from workers that finished, so an interrupted run keeps nothing."""
+    and return the merged records; with ``progress`` a line as each worker ends. Ctrl-C stops
+    the workers (their actors are killed): the records come back only from workers that
+    finished, so an interrupted run keeps nothing."""
     ray = _ray()
     shares = split(config, workers)
     if not ray.is_initialized():
@@ -335,14 +362,19 @@ def run(config, workers: int, address: str | None, progress: bool = False) -> Ru
         futures.append(actor.run.remote(cfg))
     results: list[dict[str, Any] | None] = [None] * len(shares)
     failures: list[str | None] = [None] * len(shares)
+    say = _progress_printer(progress, len(shares), sum(len(s.records) for s in shares))
     try:
-        for w, fut in enumerate(futures):
+        pending = list(futures)
+        while pending:  # in the order the workers finish, so progress can be told
+            (fut,), pending = ray.wait(pending, num_returns=1)
+            w = futures.index(fut)
             try:
                 results[w] = ray.get(fut)
             except Exception as exc:  # noqa: BLE001 (a dead actor or node)
                 failures[w] = f"worker {w} ({hosts[w]}) failed: {type(exc).__name__}: " + (
                     str(exc).splitlines()[0] if str(exc) else "no detail"
                 )
+            say(w, hosts[w], len(shares[w].records), failures[w])
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -9,26 +9,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::header::HeaderValue;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::clock::{mono_ns, sleep_until};
 use super::failure::{NOT_SENT_CANCELLED, NOT_SENT_DEADLINE};
+use super::feed::Feed;
 use super::request::{run_request, Outgoing, RequestCtx};
 use super::state::{Abort, RunState};
 use crate::recorder::{Finished, RequestRecord};
 
 /// Re-check stop/deadline at least this often while sleeping to a far arrival.
 const SLEEP_SLICE_NS: i64 = 5_000_000;
-
-/// Prepared requests: body and request id per index.
-pub struct Prepared {
-    pub bodies: Vec<Bytes>,
-    pub ids: Vec<HeaderValue>,
-}
 
 pub struct Dispatcher<'a> {
     pub rt: &'a Handle,
@@ -167,14 +160,12 @@ impl Dispatcher<'_> {
 
     /// Dispatch every request on schedule. Returns the records kept for the end of the run:
     /// all of them, or (streamed run) those not handed over, with every unsent request.
-    pub fn run(&self, intended_ns: &[i64], prepared: Prepared) -> Vec<Finished> {
+    pub fn run(&self, intended_ns: &[i64], mut feed: Feed) -> Vec<Finished> {
         let t0 = self.ctx.t0_mono_ns;
         let n = intended_ns.len();
         let streaming = self.state.handoff.streaming();
         let mut running = Running::new(if streaming { REAP_EVERY } else { usize::MAX });
         let mut stopped_by = None;
-        let mut bodies = prepared.bodies.into_iter();
-        let mut ids = prepared.ids.into_iter();
         for (index, &intended) in intended_ns.iter().enumerate() {
             let go = match self.wait_until(t0 + intended) {
                 Wait::Go => self.slot(),
@@ -187,7 +178,7 @@ impl Dispatcher<'_> {
                     break;
                 }
             };
-            let (Some(body), Some(id)) = (bodies.next(), ids.next()) else {
+            let Some((body, id)) = feed.next() else {
                 break;
             };
             let out = Outgoing {

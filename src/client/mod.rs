@@ -10,6 +10,7 @@ pub mod conversation;
 pub mod decode;
 pub mod dispatch;
 pub mod failure;
+pub mod feed;
 pub mod request;
 pub mod run;
 pub mod session;

@@ -8,11 +8,11 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::Semaphore;
 
-use super::body::body_bytes;
 use super::clock::{mono_ns, precise_timer_slack, sleep_until, unix_ns};
 use super::config::{ConfigError, RunConfig};
-use super::dispatch::{Dispatcher, Prepared};
+use super::dispatch::Dispatcher;
 use super::failure::secrets_of;
+use super::feed::{BodySource, Feed, WINDOW};
 use super::request::RequestCtx;
 use super::session::{run_sessions, BodyMaker, SessionPlan};
 use super::state::{Abort, Progress, RunState};
@@ -118,10 +118,7 @@ fn build_client(cfg: &RunConfig, idle: usize) -> Result<reqwest::Client, RunErro
 
 /// What the dispatcher sends: independent requests, or sessions.
 enum Workload {
-    Requests {
-        intended: Vec<i64>,
-        prepared: Prepared,
-    },
+    Requests { intended: Vec<i64>, feed: Feed },
     Sessions(Box<SessionPlan>),
 }
 
@@ -143,26 +140,24 @@ fn request_ids(
         .collect()
 }
 
-/// Every body, id and arrival prepared before t0 (only later session turns are built after).
+/// Every arrival, and every body and id up to the feed's window, prepared before t0 (later
+/// requests are prepared ahead of the dispatcher; later session turns as earlier ones end).
 fn prepare(cfg: &mut RunConfig) -> Result<Workload, ConfigError> {
     let intended = cfg.schedule.arrivals_ns(cfg.arrival_count())?;
-    let ids = request_ids(
-        &cfg.request_id_prefix,
-        cfg.total_requests(),
-        cfg.record_ids.as_deref(),
-    )?;
+    let total = cfg.total_requests();
     let Some(sessions) = cfg.sessions.take() else {
-        let salt = cfg.salt_for(None);
-        let bodies = cfg
-            .requests
-            .iter()
-            .map(|r| body_bytes(cfg.api, &cfg.model, &cfg.body, r, salt.as_deref()))
-            .collect();
-        return Ok(Workload::Requests {
-            intended,
-            prepared: Prepared { bodies, ids },
-        });
+        let src = BodySource {
+            api: cfg.api,
+            model: cfg.model.clone(),
+            opts: cfg.body.clone(),
+            salt: cfg.salt_for(None),
+            id_prefix: cfg.request_id_prefix.clone(),
+            id_numbers: cfg.record_ids.take(),
+        };
+        let feed = Feed::start(std::mem::take(&mut cfg.requests), src, WINDOW)?;
+        return Ok(Workload::Requests { intended, feed });
     };
+    let ids = request_ids(&cfg.request_id_prefix, total, cfg.record_ids.as_deref())?;
     let maker = BodyMaker {
         api: cfg.api,
         model: cfg.model.clone(),
@@ -314,7 +309,7 @@ pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
                 deadline_abs_ns,
             };
             let kept = match workload {
-                Workload::Requests { intended, prepared } => dispatcher.run(&intended, prepared),
+                Workload::Requests { intended, feed } => dispatcher.run(&intended, feed),
                 Workload::Sessions(plan) => run_sessions(&dispatcher, *plan),
             };
             let mut records = Records::from_finished(kept);

@@ -141,7 +141,7 @@ class ChunkFile(ChunkStats):
     def _batches(self):
         import pyarrow as pa
 
-        with pa.memory_map(str(self.path), "r") as source:
+        with pa.OSFile(str(self.path), "r") as source:
             reader = pa.ipc.open_file(source)
             for i in range(reader.num_record_batches):
                 b = reader.get_batch(i)

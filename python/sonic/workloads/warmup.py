@@ -147,15 +147,14 @@ def plan(workload: Workload, n: int, m: int, factor: int, seed: int) -> tuple[Wo
     candidates = sessions[:c]
     weights = np.array([max(s.num_turns, 1) for s in candidates], dtype=float)
     rng = np.random.default_rng(seed)
+    certain = 0
     if factor >= 2 and c > m:
-        picked, _ = systematic_pick(weights, m, rng)
+        # Sessions heavy enough to be taken outright bias the warm-up towards them.
+        picked, certain = systematic_pick(weights, m, rng)
         mode = "turn_biased"
     else:
         picked = sorted(int(i) for i in rng.choice(c, size=m, replace=False))
         mode = "uniform"
-    # Candidates heavier than an even share of the turns are certain picks, which bias the
-    # warm-up towards them (the tool warns about the same count).
-    certain = int((weights > weights.sum() / m).sum())
     if certain:
         warnings.append(f"warm-up: {certain} session(s) long enough to be picked with certainty")
     full = np.array([max(s.num_turns, 1) for s in sessions], dtype=float)

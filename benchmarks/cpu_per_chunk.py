@@ -1,0 +1,216 @@
+"""Client CPU per streamed chunk: sonic by phase, vLLM's Rust `vllm-bench`, and a floor.
+
+Run on demand (not a test; timings on a shared machine are noisy):
+
+    make install && cargo build --release --example floor_reader
+    .venv/bin/python benchmarks/cpu_per_chunk.py --vllm-bench PATH/TO/vllm-bench \\
+        [--loads 1:100,64:1200,256:2400]
+
+The engine is `sonic sim` in exact mode in its own process (TTFT 20 ms, ITL 2 ms, 48 tokens
+per request, ignore_eos), so its CPU is nobody's client's. Each load (streams:requests) is run
+by three clients, each in a process of its own whose CPU (user + system, every thread) is read
+from the kernel when it exits:
+
+- the floor (`benchmarks/floor_reader.rs`): one connection per stream, a fixed POST, SSE
+  events counted with memchr, nothing parsed or kept: what reading these streams costs here;
+- `vllm-bench` (the Rust port of `vllm bench serve`, now in the vLLM repository), random
+  prompts from the same fixture tokenizer; its start-up (tokenizer, prompt generation, the
+  /tokenize check) is subtracted by running it once more with one request per stream;
+- sonic's client through the Python API, with CPU read at each phase boundary: the run (the
+  hot loop: dispatcher, streams, SSE parsing, recording), metrics from the records,
+  re-tokenization of every answer, and the result file (vLLM dialect) written. Its start-up
+  (imports, building the workload) is outside every phase.
+
+Printed per load: CPU per chunk (µs) of each, sonic's phases, ratios against vllm-bench and
+the floor, and each client's TTFT error against the sim's 20 ms (mean, p99). The chunk count
+is the floor's SSE events per request × requests (the same sim, the same answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizer"
+FLOOR = ROOT / "target" / "release" / "examples" / "floor_reader"
+TTFT_MS, ITL_MS, OUTPUT_LEN, INPUT_LEN = 20.0, 2.0, 48, 32
+
+
+def cpu_of(cmd: list[str], **kw) -> tuple[float, str]:
+    """(CPU seconds of the child and everything it waited for, its stdout)."""
+    before = os.times()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+    after = os.times()
+    return (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    ), out
+
+
+def floor(url: str, streams: int, requests: int) -> dict:
+    host = url.split("://", 1)[1]
+    body = json.dumps(
+        {
+            "model": "sonic-sim",
+            "prompt": "the floor reads this stream",
+            "max_tokens": OUTPUT_LEN,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    cpu, out = cpu_of([str(FLOOR), host, str(streams), str(requests), body])
+    doc = json.loads(out)
+    return {"cpu_s": cpu, "events": doc["events"], "wall_s": doc["wall_s"]}
+
+
+def vllm_bench(binary: str, url: str, streams: int, requests: int) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+
+        def once(n: int) -> tuple[float, dict]:
+            cpu, _ = cpu_of(
+                [
+                    binary,
+                    "--backend",
+                    "vllm",
+                    "--base-url",
+                    url,
+                    "--endpoint",
+                    "/v1/completions",
+                    "--model",
+                    "sonic-sim",
+                    "--tokenizer",
+                    str(TOKENIZER),
+                    "--dataset-name",
+                    "random",
+                    "--random-input-len",
+                    str(INPUT_LEN),
+                    "--random-output-len",
+                    str(OUTPUT_LEN),
+                    "--ignore-eos",
+                    "--num-prompts",
+                    str(n),
+                    "--max-concurrency",
+                    str(streams),
+                    "--disable-tqdm",
+                    "--seed",
+                    "0",
+                    "--save-result",
+                    "--result-dir",
+                    d,
+                    "--result-filename",
+                    f"r{n}.json",
+                ]  # fmt: skip
+            )
+            return cpu, json.loads((Path(d) / f"r{n}.json").read_text())
+
+        small_cpu, _ = once(streams)
+        cpu, doc = once(requests)
+    return {
+        "cpu_s": cpu - small_cpu,
+        "requests": requests - streams,
+        "ttft_ms": (doc["mean_ttft_ms"], doc["p99_ttft_ms"]),
+    }
+
+
+def sonic_child(url: str, streams: int, requests: int, out: str) -> None:
+    """One sonic run in this process, CPU read at each phase boundary."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import numpy as np
+
+    from client_overhead import config
+    from sonic import client, results
+    from sonic.metrics import MetricRules, compute_metrics, token_counter
+    from sonic.results.info import RunInfo
+    from sonic.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(str(TOKENIZER))
+    cfg = config(url, requests, OUTPUT_LEN, None, streams)
+    lens = np.full(requests, INPUT_LEN)
+    marks = [time.process_time()]
+    records = client.run(cfg)
+    marks.append(time.process_time())
+    metrics = compute_metrics(records, MetricRules(), lens)
+    marks.append(time.process_time())
+    compute_metrics(records, MetricRules(), lens, count_tokens=token_counter(tokenizer))
+    retok = time.process_time() - marks[-1] - (marks[2] - marks[1])  # the counting alone
+    marks.append(time.process_time())
+    doc = results.build_result("vllm", metrics, RunInfo("vllm", "sonic-sim", requests))
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
+        fh.write(results.files.dumps(doc))
+    marks.append(time.process_time())
+    ttft = metrics.stats["ttft"]
+    Path(out).write_text(
+        json.dumps(
+            {
+                "run_s": marks[1] - marks[0],
+                "metrics_s": marks[2] - marks[1],
+                "retokenize_s": max(retok, 0.0),
+                "result_s": marks[4] - marks[3],
+                "chunks": int(records.chunk_ns.shape[0]),
+                "ttft_ms": (ttft.mean * 1e3, ttft.p(99.0) * 1e3),
+            }
+        )
+    )
+
+
+def sonic(url: str, streams: int, requests: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run(
+            [sys.executable, __file__, "--child", url, str(streams), str(requests), f.name],
+            check=True,
+        )
+        return json.loads(Path(f.name).read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vllm-bench", help="path to the vllm-bench binary (omit: not compared)")
+    ap.add_argument("--loads", default="1:100,64:1200,256:2400", help="STREAMS:REQUESTS,...")
+    args = ap.parse_args()
+    if not FLOOR.is_file():
+        sys.exit("build the floor first: cargo build --release --example floor_reader")
+    from sonic.sim import SimProcess
+
+    flags = ["--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS), "--output-len", str(OUTPUT_LEN)]
+    with SimProcess("--tokenizer", str(TOKENIZER), *flags) as server:
+        for load in args.loads.split(","):
+            streams, requests = (int(x) for x in load.split(":"))
+            fl = floor(server.url, streams, requests)
+            per_request = fl["events"] / requests
+
+            def us(cpu: float, n: int, per_request: float = per_request) -> float:
+                return 1e6 * cpu / (per_request * n)
+
+            so = sonic(server.url, streams, requests)
+            hot = us(so["run_s"], requests)
+            after = {k: us(so[f"{k}_s"], requests) for k in ("metrics", "retokenize", "result")}
+            line = (
+                f"{streams:>4} streams {requests:>5} req  {per_request:.0f} events/req | "
+                f"floor {us(fl['cpu_s'], requests):5.2f} µs | sonic run {hot:5.2f} µs + "
+                + " + ".join(f"{k} {v:.2f}" for k, v in after.items())
+                + f" = {hot + sum(after.values()):5.2f} µs; TTFT err "
+                f"{so['ttft_ms'][0] - TTFT_MS:+.2f}/{so['ttft_ms'][1] - TTFT_MS:+.2f} ms"
+            )
+            if args.vllm_bench:
+                vb = vllm_bench(args.vllm_bench, server.url, streams, requests)
+                vb_us = us(vb["cpu_s"], vb["requests"])
+                line += (
+                    f" | vllm-bench {vb_us:5.2f} µs (TTFT err {vb['ttft_ms'][0] - TTFT_MS:+.2f}"
+                    f"/{vb['ttft_ms'][1] - TTFT_MS:+.2f} ms) | sonic run ÷ vllm-bench "
+                    f"{hot / vb_us:.2f}, sonic run ÷ floor {hot / us(fl['cpu_s'], requests):.2f}"
+                )
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sonic_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    else:
+        main()

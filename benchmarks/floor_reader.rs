@@ -1,0 +1,89 @@
+//! The floor for a streaming client's CPU per chunk: the least a reader of the same streams
+//! can do on this machine. Each of N tasks keeps one HTTP/1.1 connection, writes a fixed POST,
+//! and reads the answer, counting SSE events (`data:`) until `data: [DONE]` and the end of the
+//! chunked body; no JSON parsing, no timestamps, no records. `benchmarks/cpu_per_chunk.py`
+//! runs it beside sonic's client and `vllm-bench`.
+//!
+//!     cargo build --release --example floor_reader
+//!     target/release/examples/floor_reader HOST:PORT STREAMS REQUESTS BODY_JSON
+//!
+//! Prints `{"events": E, "requests": R, "wall_s": W}`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use memchr::memmem;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+async fn stream(
+    addr: String,
+    request: Arc<Vec<u8>>,
+    next: Arc<AtomicUsize>,
+    total: usize,
+    events: Arc<AtomicU64>,
+) -> Result<(), Error> {
+    let mut conn = TcpStream::connect(&addr).await?;
+    conn.set_nodelay(true)?;
+    let data = memmem::Finder::new(b"data:");
+    let done = memmem::Finder::new(b"[DONE]");
+    let mut buf = vec![0u8; 64 * 1024];
+    while next.fetch_add(1, Ordering::Relaxed) < total {
+        conn.write_all(&request).await?;
+        let (mut seen, mut finished, mut tail) = (0u64, false, Vec::new());
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            let got = &buf[..n];
+            seen += data.find_iter(got).count() as u64;
+            finished |= done.find(got).is_some();
+            // The chunked body ends with a zero-length chunk once [DONE] has been sent.
+            tail.extend_from_slice(&got[n.saturating_sub(5)..]);
+            if tail.len() > 5 {
+                tail.drain(..tail.len() - 5);
+            }
+            if finished && tail.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+        }
+        events.fetch_add(seen, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, addr, streams, requests, body] = args.as_slice() else {
+        return Err("usage: floor_reader HOST:PORT STREAMS REQUESTS BODY_JSON".into());
+    };
+    let (streams, total): (usize, usize) = (streams.parse()?, requests.parse()?);
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let request = Arc::new(request.into_bytes());
+    let next = Arc::new(AtomicUsize::new(0));
+    let events = Arc::new(AtomicU64::new(0));
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..streams)
+        .map(|_| {
+            let (a, r, n, e) = (addr.clone(), request.clone(), next.clone(), events.clone());
+            tokio::spawn(stream(a, r, n, total, e))
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    println!(
+        "{{\"events\": {}, \"requests\": {total}, \"wall_s\": {:.3}}}",
+        events.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Request bodies prepared ahead of the dispatcher in bounded memory: the first `WINDOW`
+//! before t0 (a run that small is prepared whole before it starts), the rest by a thread of
+//! its own that stays at most `WINDOW` requests ahead. A run of millions of requests never
+//! holds every body at once, and the dispatcher never serialises JSON; a preparer that falls
+//! behind (it builds a body in about a microsecond) would show as dispatch lag.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
+
+use super::body::body_bytes;
+use super::config::{ApiKind, BodyOptions, ConfigError, RequestSpec};
+
+/// Requests prepared ahead of the dispatcher.
+pub const WINDOW: usize = 65_536;
+
+/// What a body and an id are made from.
+pub struct BodySource {
+    pub api: ApiKind,
+    pub model: String,
+    pub opts: BodyOptions,
+    pub salt: Option<String>,
+    pub id_prefix: String,
+    /// The number in each `x-request-id` (None: the request's index).
+    pub id_numbers: Option<Vec<u64>>,
+}
+
+/// A request ready to send: its body and `x-request-id`.
+pub type Ready = (Bytes, HeaderValue);
+
+impl BodySource {
+    fn id(&self, i: usize) -> HeaderValue {
+        let number = self
+            .id_numbers
+            .as_ref()
+            .and_then(|ids| ids.get(i).copied())
+            .unwrap_or(i as u64);
+        // The prefix was checked by `Feed::start`; digits after it keep the value valid.
+        HeaderValue::from_str(&format!("{}{number}", self.id_prefix))
+            .unwrap_or_else(|_| HeaderValue::from_static("sonic-invalid-id"))
+    }
+
+    fn make(&self, i: usize, r: &RequestSpec) -> Ready {
+        let body = body_bytes(self.api, &self.model, &self.opts, r, self.salt.as_deref());
+        (body, self.id(i))
+    }
+}
+
+/// The prepared requests in send order.
+pub struct Feed {
+    head: std::vec::IntoIter<Ready>,
+    rest: Option<Receiver<Ready>>,
+}
+
+impl Feed {
+    /// Prepare the first `window` requests now; a thread prepares the others as the
+    /// dispatcher takes them.
+    pub fn start(
+        mut requests: Vec<RequestSpec>,
+        src: BodySource,
+        window: usize,
+    ) -> Result<Self, ConfigError> {
+        if HeaderValue::from_str(&format!("{}0", src.id_prefix)).is_err() {
+            return Err(ConfigError::Field {
+                field: "request_id_prefix".into(),
+                why: "not a valid header value".into(),
+            });
+        }
+        let window = window.max(1);
+        let first = window.min(requests.len());
+        let head: Vec<Ready> = requests
+            .drain(..first)
+            .enumerate()
+            .map(|(i, r)| src.make(i, &r))
+            .collect();
+        requests.shrink_to_fit();
+        let rest = if requests.is_empty() {
+            None
+        } else {
+            let (tx, rx) = sync_channel(window);
+            std::thread::Builder::new()
+                .name("sonic-prepare".into())
+                .spawn(move || {
+                    let mut next = first;
+                    // Take the requests a slice at a time, so their memory goes as they do.
+                    while !requests.is_empty() {
+                        let take = (window / 4).clamp(1, requests.len());
+                        let part: Vec<RequestSpec> = requests.drain(..take).collect();
+                        requests.shrink_to_fit();
+                        for r in part {
+                            // A stopped run drops the receiver: nothing more to prepare.
+                            if tx.send(src.make(next, &r)).is_err() {
+                                return;
+                            }
+                            next += 1;
+                        }
+                    }
+                })
+                .map_err(|e| ConfigError::Field {
+                    field: "requests".into(),
+                    why: format!("cannot start the thread that prepares them: {e}"),
+                })?;
+            Some(rx)
+        };
+        Ok(Self {
+            head: head.into_iter(),
+            rest,
+        })
+    }
+}
+
+impl Iterator for Feed {
+    type Item = Ready;
+
+    fn next(&mut self) -> Option<Ready> {
+        self.head
+            .next()
+            .or_else(|| self.rest.as_ref().and_then(|rx| rx.recv().ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn source(prefix: &str) -> BodySource {
+        BodySource {
+            api: ApiKind::Completions,
+            model: "m".into(),
+            opts: BodyOptions {
+                max_tokens_field: "max_tokens".into(),
+                include_usage: false,
+                ignore_eos: None,
+                fields: Map::new(),
+                extra_body: Map::new(),
+            },
+            salt: None,
+            id_prefix: prefix.into(),
+            id_numbers: None,
+        }
+    }
+
+    fn requests(n: usize) -> Vec<RequestSpec> {
+        (0..n)
+            .map(|i| RequestSpec {
+                prompt: Some(format!("p{i}")),
+                messages: None,
+                max_tokens: Some(4),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_request_in_order_past_the_window() {
+        let feed = Feed::start(requests(23), source("r-"), 5).unwrap();
+        let got: Vec<Ready> = feed.collect();
+        assert_eq!(got.len(), 23);
+        for (i, (body, id)) in got.iter().enumerate() {
+            assert_eq!(id.to_str().unwrap(), format!("r-{i}"));
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["prompt"], format!("p{i}"));
+        }
+    }
+
+    #[test]
+    fn a_small_run_is_prepared_whole_before_it_starts() {
+        let feed = Feed::start(requests(3), source(""), 5).unwrap();
+        assert!(feed.rest.is_none());
+        assert_eq!(feed.count(), 3);
+    }
+
+    #[test]
+    fn a_dropped_feed_stops_its_thread() {
+        let mut feed = Feed::start(requests(1000), source(""), 2).unwrap();
+        assert!(feed.next().is_some());
+        drop(feed); // the preparer's next send fails and it returns
+    }
+
+    #[test]
+    fn a_bad_prefix_is_refused() {
+        assert!(Feed::start(requests(1), source("bad\n"), 5).is_err());
+    }
+}
