@@ -21,9 +21,10 @@ from the kernel when it exits:
   re-tokenization of every answer, and the result file (vLLM dialect) written. Its start-up
   (imports, building the workload) is outside every phase.
 
-Printed per load: CPU per chunk (µs) of each, sonic's phases, ratios against vllm-bench and
-the floor, and each client's TTFT error against the sim's 20 ms (mean, p99). The chunk count
-is the floor's SSE events per request × requests (the same sim, the same answers).
+Printed per load, medians of ``--repeat`` runs of each client: CPU per chunk (µs) of each,
+sonic's phases, ratios against vllm-bench and the floor, and each client's TTFT error against
+the sim's 20 ms (mean, p99). The chunk count is the floor's SSE events per request x requests
+(the same sim, the same answers).
 """
 
 from __future__ import annotations
@@ -169,10 +170,24 @@ def sonic(url: str, streams: int, requests: int) -> dict:
         return json.loads(Path(f.name).read_text())
 
 
+def _median(runs: list[dict]) -> dict:
+    """Each number the median over the runs (pairs element-wise); the machine is shared."""
+    import numpy as np
+
+    out = dict(runs[0])
+    for k, v in out.items():
+        if isinstance(v, (int, float)):
+            out[k] = type(v)(np.median([r[k] for r in runs]))
+        elif isinstance(v, (list, tuple)):
+            out[k] = tuple(float(np.median([r[k][i] for r in runs])) for i in range(len(v)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vllm-bench", help="path to the vllm-bench binary (omit: not compared)")
     ap.add_argument("--loads", default="1:100,64:1200,256:2400", help="STREAMS:REQUESTS,...")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per client; medians printed")
     args = ap.parse_args()
     if not FLOOR.is_file():
         sys.exit("build the floor first: cargo build --release --example floor_reader")
@@ -182,13 +197,13 @@ def main() -> None:
     with SimProcess("--tokenizer", str(TOKENIZER), *flags) as server:
         for load in args.loads.split(","):
             streams, requests = (int(x) for x in load.split(":"))
-            fl = floor(server.url, streams, requests)
+            fl = _median([floor(server.url, streams, requests) for _ in range(args.repeat)])
             per_request = fl["events"] / requests
 
             def us(cpu: float, n: int, per_request: float = per_request) -> float:
                 return 1e6 * cpu / (per_request * n)
 
-            so = sonic(server.url, streams, requests)
+            so = _median([sonic(server.url, streams, requests) for _ in range(args.repeat)])
             hot = us(so["run_s"], requests)
             after = {k: us(so[f"{k}_s"], requests) for k in ("metrics", "retokenize", "result")}
             line = (
@@ -199,7 +214,10 @@ def main() -> None:
                 f"{so['ttft_ms'][0] - TTFT_MS:+.2f}/{so['ttft_ms'][1] - TTFT_MS:+.2f} ms"
             )
             if args.vllm_bench:
-                vb = vllm_bench(args.vllm_bench, server.url, streams, requests)
+                runs = [vllm_bench(args.vllm_bench, server.url, streams, requests)]
+                runs += [vllm_bench(args.vllm_bench, server.url, streams, requests)
+                         for _ in range(args.repeat - 1)]  # fmt: skip
+                vb = _median(runs)
                 vb_us = us(vb["cpu_s"], vb["requests"])
                 line += (
                     f" | vllm-bench {vb_us:5.2f} µs (TTFT err {vb['ttft_ms'][0] - TTFT_MS:+.2f}"

@@ -34,6 +34,20 @@ pub struct BodyOptions {
     pub extra_body: Map<String, Value>,
 }
 
+#[cfg(test)]
+impl BodyOptions {
+    /// `max_tokens` and nothing else (unit tests).
+    pub fn plain() -> Self {
+        Self {
+            max_tokens_field: "max_tokens".into(),
+            include_usage: false,
+            ignore_eos: None,
+            fields: Map::new(),
+            extra_body: Map::new(),
+        }
+    }
+}
+
 /// Where the assistant turns of a session's history come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -123,19 +123,12 @@ impl Iterator for Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
 
     fn source(prefix: &str) -> BodySource {
         BodySource {
             api: ApiKind::Completions,
             model: "m".into(),
-            opts: BodyOptions {
-                max_tokens_field: "max_tokens".into(),
-                include_usage: false,
-                ignore_eos: None,
-                fields: Map::new(),
-                extra_body: Map::new(),
-            },
+            opts: BodyOptions::plain(),
             salt: None,
             id_prefix: prefix.into(),
             id_numbers: None,

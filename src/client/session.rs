@@ -359,7 +359,7 @@ mod tests {
     use super::*;
     use crate::client::config::TurnSpec;
     use crate::recorder::Records;
-    use serde_json::{json, Map, Value};
+    use serde_json::{json, Value};
 
     fn turn(c: &str, think: f64) -> TurnSpec {
         TurnSpec {
@@ -374,13 +374,7 @@ mod tests {
         let maker = BodyMaker {
             api: ApiKind::Chat,
             model: "m".into(),
-            opts: BodyOptions {
-                max_tokens_field: "max_tokens".into(),
-                include_usage: false,
-                ignore_eos: None,
-                fields: Map::new(),
-                extra_body: Map::new(),
-            },
+            opts: BodyOptions::plain(),
         };
         let first_bodies = sessions
             .iter()
