@@ -123,17 +123,24 @@ def test_streamed_metrics_match_the_in_memory_ones(faulty_run, tmp_path, rules):
     assert a.duration_s == b.duration_s
     for name in ("ttft", "tpot", "e2el"):
         assert a.stats[name] == b.stats[name], name
-    names = ("itl", "step_tpot") if rules.step_tpot else ("itl",)
-    for name in names:
+    in_run = np.repeat(a.measured, np.diff(ra.itl_offsets))
+    pools = {"itl": ra.itl_s[in_run]}
+    if rules.step_tpot:
+        keep = in_run & (ra.itl_tokens > 0)
+        pools["step_tpot"] = ra.itl_s[keep] / ra.itl_tokens[keep]
+    for name, values in pools.items():
         x, y = a.stats[name], b.stats[name]
         assert x.n == y.n > 0, name
         assert y.mean == pytest.approx(x.mean, rel=1e-12)
         assert y.std == pytest.approx(x.std, rel=1e-9)
         assert (y.min, y.max) == pytest.approx((x.min, x.max), rel=1e-12)
         for q in (50.0, 99.0):
-            # HDR at 3 digits reports the top of the value's bucket: within 0.1 % above the
-            # nearest sample; linear interpolation may sit between two samples.
-            assert y.p(q) == pytest.approx(x.p(q), rel=2e-3), (name, q)
+            # HDR at 3 digits: the sample at that rank, rounded up to its bucket's top (at most
+            # 0.1 % above; 1 ns of rounding to the histogram's unit below); numpy interpolates
+            # between the two samples around the rank.
+            low = np.percentile(values, q, method="lower")
+            high = np.percentile(values, q, method="higher")
+            assert low - 1e-9 <= y.p(q) <= high * (1 + 1e-3), (name, q, low, high, y.p(q))
     assert b.requests.chunks.precision == "hdr-3" and a.requests.chunks.precision == "exact"
 
 

@@ -753,7 +753,7 @@ def _measure(args: RunArgs, config, progress: bool, record_file: Path | None = N
     if record_file is None:
         from sonic.recordfile import warn_unstreamed
 
-        warn_unstreamed(len(config.requests) + sum(len(s.turns) for s in config.sessions or ()))
+        warn_unstreamed(config.total_requests)
     monitor = _saturation_monitor(args, config)
     records = client.run(config, progress=progress, monitor=monitor, record_file=record_file)
     if record_file is not None:

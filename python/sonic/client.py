@@ -186,6 +186,13 @@ class RunConfig:
     # Hand finished records over while the run goes (run(record_file=...) sets it).
     stream_records: bool = False
 
+    @property
+    def total_requests(self) -> int:
+        """Records the run makes: one per request, or per sent turn of each session."""
+        if self.sessions is None:
+            return len(self.requests)
+        return sum(len(s.sent_turns) for s in self.sessions)
+
     def to_json(self) -> str:
         b = self.body
         doc = {
@@ -308,14 +315,18 @@ def run(
     requests are taken from the core every poll and appended to that Arrow file
     (``sonic.recordfile``), so memory holds the per-request scalars only; the returned
     records have no chunk columns and ``chunks_file`` set."""
-    if record_file is not None:
-        config = replace(config, stream_records=True)
-    handle = _core.start_run(config.to_json())
     writer = None
     if record_file is not None:
         from sonic.recordfile import RecordWriter
 
-        writer = RecordWriter(record_file, handle.poll()["total"])
+        config = replace(config, stream_records=True)
+        writer = RecordWriter(record_file, config.total_requests)  # before any load is sent
+    try:
+        handle = _core.start_run(config.to_json())
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        raise
     try:
         return _drive(handle, progress, out, monitor, writer)
     finally:
