@@ -257,18 +257,25 @@ class RecordWriter:
 READ_ROWS = 2048
 
 
-def batches(
-    path: str | os.PathLike[str], rows: int = READ_ROWS
-) -> Iterator[tuple[np.ndarray, RunRecords]]:
-    """(record indices, RunRecords) of each batch of a records file, in file order, at most
-    ``rows`` requests each."""
+def arrow_batches(path: str | os.PathLike[str], rows: int = READ_ROWS) -> Iterator[Any]:
+    """The Arrow batches of an IPC file (a records file, or ``ChunkFile``'s), at most ``rows``
+    rows each, read from disk one at a time: a mapped file would count its pages as resident."""
     pa = _pa()
     with pa.OSFile(str(path), "r") as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             batch = reader.get_batch(i)
             for at in range(0, batch.num_rows, rows):
-                yield from_batch(batch.slice(at, rows))
+                yield batch.slice(at, rows)
+
+
+def batches(
+    path: str | os.PathLike[str], rows: int = READ_ROWS
+) -> Iterator[tuple[np.ndarray, RunRecords]]:
+    """(record indices, RunRecords) of each batch of a records file, in file order, at most
+    ``rows`` requests each."""
+    for batch in arrow_batches(path, rows):
+        yield from_batch(batch)
 
 
 def drop_text(path: str | os.PathLike[str]) -> None:
@@ -314,10 +321,11 @@ def keep_beside(records: RunRecords, result: str | os.PathLike[str], text: bool)
 
 def remove_with(records: RunRecords, path: str | os.PathLike[str]) -> None:
     """Delete ``path`` when ``records`` goes, unless it was moved beside a result first."""
-    weakref.finalize(records, _unlink, str(path))
+    weakref.finalize(records, remove_quietly, str(path))
 
 
-def _unlink(path: str) -> None:
+def remove_quietly(path: str) -> None:
+    """Delete a scratch file that may already be gone (moved beside a result, or removed)."""
     try:
         os.unlink(path)
     except OSError:

@@ -7,7 +7,6 @@ so skip rules and steady-state windows work the same way on both.
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,17 +137,15 @@ class ChunkFile(ChunkStats):
         self.path = Path(path)
         self.itl_counts = itl_counts
         self.step_tpot = step_tpot
-        weakref.finalize(self, _unlink, str(self.path))
+        from sonic.recordfile import remove_quietly
+
+        weakref.finalize(self, remove_quietly, str(self.path))
 
     def _batches(self):
-        import pyarrow as pa
+        from sonic.recordfile import arrow_batches
 
-        with pa.OSFile(str(self.path), "r") as source:
-            reader = pa.ipc.open_file(source)
-            for i in range(reader.num_record_batches):
-                b = reader.get_batch(i)
-                index = b.column("record_index").to_numpy()
-                yield index, b
+        for b in arrow_batches(self.path):
+            yield b.column("record_index").to_numpy(), b
 
     @staticmethod
     def _flat(batch, name: str, rows: np.ndarray) -> np.ndarray:
@@ -208,13 +205,6 @@ class ChunkFile(ChunkStats):
             s = t.astype(np.float64) / NS
             total += int(((s >= a_s) & (s < b_s)).sum())
         return total
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 class ChunkFileWriter:
