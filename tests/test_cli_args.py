@@ -13,6 +13,7 @@ from sonic.compat.flags import ACCEPTED, FLAGS, IMPLEMENTED, REFUSED
 from sonic.dialects.max import MAX
 from sonic.dialects.vllm import VLLM
 from sonic.errors import SonicError
+from sonic.metrics import Retokenize
 
 FIXED_PREFIX = ["--request-id-prefix", "t-"]
 
@@ -483,6 +484,15 @@ def test_goodput():
 @pytest.mark.parametrize("value", ["101", "-1", "abc", "99,nope"])
 def test_bad_metric_percentiles(value):
     assert "--metric-percentiles" in error_of("--metric-percentiles", value)
+
+
+def test_retokenize_flag():
+    assert parse().metrics.retokenize == Retokenize(100)
+    assert parse("--retokenize", "all").metrics.retokenize == Retokenize(None)
+    assert parse("--retokenize=needed").client_args()["retokenize"] == "needed"
+    for bad in ("-2", "most"):
+        message = error_of("--retokenize", bad)
+        assert message.startswith("--retokenize") and "\n" not in message
 
 
 def test_percentile_metrics_aliases_and_validation():

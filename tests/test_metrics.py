@@ -12,6 +12,7 @@ import pytest
 from sonic.errors import SonicError
 from sonic.metrics import (
     MetricRules,
+    Retokenize,
     compute_metrics,
     parse_goodput,
     parse_metric_percentiles,
@@ -529,3 +530,77 @@ def test_ttft_skip_drops_only_ttft_and_per_request_throughput():
     assert m.stats["ttft"].n == 2 and m.stats["ttft"].mean == approx(0.035)
     assert m.stats["e2el"].n == 4 and m.stats["tpot"].n == 4
     assert m.skipped == 0
+
+
+# ------------------------------------------------------------------ which answers are re-tokenized
+
+
+def _counting_words():
+    """``words`` that also remembers how many texts it was given."""
+    seen: list[int] = []
+
+    def count(texts: list[str]) -> list[int]:
+        seen.append(len(texts))
+        return words(texts)
+
+    return count, seen
+
+
+def test_retokenize_policy_parses_and_refuses_bad_values():
+    assert Retokenize.parse("all").sample is None
+    assert Retokenize.parse(" Needed ").sample == 0
+    assert Retokenize.parse("250").sample == 250
+    for text in ("all", "needed", "0", "7"):
+        assert str(Retokenize.parse(text)) in (text, "needed")
+    for bad in ("-1", "some", "1.5", ""):
+        with pytest.raises(SonicError, match="--retokenize"):
+            Retokenize.parse(bad)
+
+
+@pytest.mark.parametrize("n,k", [(10, 3), (1000, 1000), (1000, 37), (5, 9), (1, 1)])
+def test_the_sample_is_exact_in_size_spread_and_the_same_in_any_batches(n, k):
+    policy = Retokenize(k)
+    ok = np.ones(n, dtype=bool)
+    usage = np.full(n, 5)
+    whole = policy.select(np.arange(n), n, ok, usage, VLLM)
+    assert whole.sum() == min(k, n)
+    picked = np.flatnonzero(whole)
+    if picked.size > 1:  # evenly spread: gaps differ by at most one
+        gaps = np.diff(picked)
+        assert gaps.max() - gaps.min() <= 1
+    order = np.random.default_rng(1).permutation(n)
+    parts = np.array_split(order, 3)
+    again = np.zeros(n, dtype=bool)
+    for part in parts:
+        again[part] = policy.select(part, n, ok[part], usage[part], VLLM)
+    np.testing.assert_array_equal(whole, again)
+
+
+def test_retokenize_counts_what_is_needed_plus_the_sample():
+    """Usage mode: answers without usage are always counted (their count needs it); others
+    only in the sample. Failed answers never. MAX's re-tokenize mode counts every answer."""
+    reqs = [stream(float(i), 1.0, 1.0, 3) for i in range(10)]
+    reqs[2] = stream(2.0, 1.0, 1.0, 3, usage=False)
+    reqs[7] = Req(sent=7.0, error="HTTP 500", end=8.0)
+    recs = build_records(reqs)
+    count, seen = _counting_words()
+    needed = compute_metrics(recs, VLLM, [8] * 10, count_tokens=count, retokenize=Retokenize(0))
+    assert seen == [1]
+    r = needed.requests
+    assert r.retok_output_len[2] == 3 and (np.delete(r.retok_output_len, 2) == -1).all()
+    assert r.output_len[2] == 3 and needed.tokens.compared == 0
+    assert needed.tokens.retokenize == "needed" and needed.tokens.retokenized == 1
+
+    seen.clear()
+    some = compute_metrics(recs, VLLM, [8] * 10, count_tokens=count, retokenize=Retokenize(4))
+    picked = set(np.flatnonzero(some.requests.retok_output_len >= 0).tolist())
+    assert 2 in picked and 7 not in picked and 3 <= len(picked) <= 5
+    assert some.tokens.compared == len(picked - {2}) and some.tokens.retokenized == len(picked)
+    # The counts that matter are the same whichever answers were re-tokenized.
+    every = compute_metrics(recs, VLLM, [8] * 10, count_tokens=words, retokenize=Retokenize(None))
+    np.testing.assert_array_equal(every.requests.output_len, needed.requests.output_len)
+    assert every.tokens.retokenized == 9 and every.tokens.retokenize == "all"
+
+    seen.clear()
+    m = compute_metrics(recs, MAX, [8] * 10, count_tokens=count, retokenize=Retokenize(0))
+    assert seen == [9] and m.tokens.retokenized == 9

@@ -12,7 +12,7 @@ import pytest
 
 from simproc import TOKENIZER, load_json, run_sonic, sim_process
 from sonic import _core, client, recordfile
-from sonic.metrics import MetricRules, SkipRules, compute_metrics
+from sonic.metrics import MetricRules, Retokenize, SkipRules, compute_metrics
 from sonic.records import RunRecords
 
 
@@ -24,7 +24,7 @@ def _config(url: str, n: int, *, rate: float | None = 400.0, stream: bool = Fals
         model="sonic-sim",
         request_id_prefix="s-",
         timeout_s=30.0,
-        body=client.BodyOptions(fields={"ignore_eos": True}),
+        body=client.BodyOptions(include_usage=True, fields={"ignore_eos": True}),
         requests=[client.RequestSpec(prompt=f"prompt {i}", max_tokens=12) for i in range(n)],
         schedule=client.ScheduleSpec(request_rate=rate, burstiness=None),
         max_concurrency=16,
@@ -108,8 +108,15 @@ def test_streamed_metrics_match_the_in_memory_ones(faulty_run, tmp_path, rules):
     assert streamed.chunks_file is not None and streamed.chunk_offsets is None
     lens = np.arange(records.n) % 7 + 3
     skip = SkipRules(first=5, last=5)
-    a = compute_metrics(records, rules, lens, count_tokens=_count, skip=skip, percentiles=(50, 99))
-    b = compute_metrics(streamed, rules, lens, count_tokens=_count, skip=skip, percentiles=(50, 99))
+    # A sample of the answers is re-tokenized (all of them under MAX's rules): the batches of
+    # the file pick the same ones as one pass in memory.
+    kw = dict(count_tokens=_count, skip=skip, percentiles=(50, 99), retokenize=Retokenize(37))
+    a = compute_metrics(records, rules, lens, **kw)
+    b = compute_metrics(streamed, rules, lens, **kw)
+    assert a.tokens == b.tokens
+    # (failed and skipped requests of the 37 are not counted)
+    sampled = 20 <= a.tokens.retokenized <= 37
+    assert sampled if rules.token_count == "usage" else a.tokens.retokenized > 37
     ra, rb = a.requests, b.requests
     assert rb.streamed and not ra.streamed
     for name in ("success", "output_len", "input_len", "retok_output_len", "nonempty_chunks"):
@@ -217,7 +224,7 @@ def test_sonic_run_streams_records_beside_the_result(tmp_path):
     import pandas as pd
 
     with sim_process("--ttft-ms", "3", "--itl-ms", "1", "--output-len", "16") as url:
-        for name, extra in (("plain", []), ("detailed", ["--save-detailed"])):
+        for name, extra in (("plain", ["--retokenize", "20"]), ("detailed", ["--save-detailed"])):
             cp = run_sonic(
                 "--base-url", url, *BASE, "--stream-records", *extra, "--save-result",
                 "--result-dir", str(tmp_path), "--result-filename", f"{name}.json",
@@ -240,7 +247,11 @@ def test_sonic_run_streams_records_beside_the_result(tmp_path):
         assert frame["chunk_ns"].map(len).sum() >= 150 * 16
         for key in ("completed", "failed", "total_output_tokens", "total_input_tokens"):
             assert doc[key] == memory[key], key
-    detailed = load_json(tmp_path / "detailed.json")
+    plain, detailed = load_json(tmp_path / "plain.json"), load_json(tmp_path / "detailed.json")
+    counts = {k: d["sonic"]["token_counts"] for k, d in (("plain", plain), ("memory", memory))}
+    assert (counts["plain"]["retokenize"], counts["plain"]["retokenized"]) == ("20", 20)
+    assert counts["plain"]["output_compared"] == 20
+    assert (counts["memory"]["retokenize"], counts["memory"]["retokenized"]) == ("100", 100)
     assert len(detailed["ttfts"]) == 150 and "itls" not in detailed
     assert "itls" in memory and "generated_texts" in memory
     left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".sonic-records-")]

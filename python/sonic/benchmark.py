@@ -626,6 +626,7 @@ def run_point(
             ttft=args.metrics.ttft_skip_requests,
             first_turns=args.dataset.ignore_first_turn_stats,
         ),
+        retokenize=args.metrics.retokenize,
     )
     workload = workload_of(samples)
     expected = args.dataset.num_prompts if workload is None else len(samples)

@@ -66,6 +66,7 @@ def format_sonic(metrics: BenchmarkMetrics, info: RunInfo, dialect: Any = "vllm"
         rel = 100.0 * t.relative_diff if t.relative_diff is not None else None
         out.append(flt("Output tokens re-tok vs usage (%):", rel))
         out.append(integer("Output token count max |diff|:", t.max_abs_diff))
+        out.append(integer("Answers compared (re-tok vs usage):", t.compared))
     else:
         out.append(integer("Output tokens re-tok vs usage (%):", "n/a"))
     if t.requests_without_usage:

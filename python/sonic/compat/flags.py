@@ -721,6 +721,17 @@ FLAGS: tuple[Flag, ...] = (
         default="0",
     ),
     _impl(
+        "--retokenize",
+        "metrics",
+        "sonic",
+        "which answers are re-tokenized after the run: 'needed' (those whose output count "
+        "comes from the text: the dialect counts that way, or no usage count came back), N "
+        "(those plus N requests spread over the run, to check the server's usage count; the "
+        "default) or 'all' (every successful answer; costs about as much CPU as the run)",
+        metavar="WHICH",
+        default="100",
+    ),
+    _impl(
         "--skip-first-n-requests",
         "metrics",
         "max",

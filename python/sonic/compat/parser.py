@@ -36,6 +36,7 @@ from sonic.datasets.registry import NOT_IMPLEMENTED
 from sonic.datasets.registry import RUN_DATASET_NAMES as DATASETS
 from sonic.dialects import Dialect
 from sonic.errors import SonicError
+from sonic.metrics.retok import DEFAULT_RETOKENIZE, Retokenize
 
 RAMP_UP_STRATEGIES = ("linear", "exponential")
 DEFAULT_REQUEST_TIMEOUT_S = 6 * 3600.0
@@ -691,6 +692,7 @@ def _metrics(raw: _Raw, dialect: Dialect, dataset: DatasetArgs) -> MetricsArgs:
         ttft_skip_requests=ttft_skip,
         skip_first_n_requests=first,
         skip_last_n_requests=last,
+        retokenize=Retokenize.parse(raw.text("retokenize", str(DEFAULT_RETOKENIZE))),
     )
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sonic.datasets.base import DatasetArgs
 from sonic.dialects import Dialect
+from sonic.metrics.retok import DEFAULT_RETOKENIZE, Retokenize
 
 REDACTED = "<redacted>"
 
@@ -139,6 +140,7 @@ class MetricsArgs:
     ttft_skip_requests: int
     skip_first_n_requests: int | None  # None: the dialect's default for the run point
     skip_last_n_requests: int | None
+    retokenize: Retokenize = DEFAULT_RETOKENIZE  # which answers are re-tokenized after the run
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ class RunArgs:
             "ttft_skip_requests": m.ttft_skip_requests,
             "skip_first_n_requests": m.skip_first_n_requests,
             "skip_last_n_requests": m.skip_last_n_requests,
+            "retokenize": str(m.retokenize),
             "save_result": o.save_result,
             "save_detailed": o.save_detailed,
             "stream_records": o.stream_records,

@@ -20,6 +20,7 @@ _WHERE = {
     "TokenCounter": "requests",
     "compute_request_metrics": "requests",
     "PERCENTILE_METRICS": "rules",
+    "Retokenize": "retok",
     "MetricRules": "rules",
     "parse_goodput": "rules",
     "parse_metric_percentiles": "rules",

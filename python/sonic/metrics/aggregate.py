@@ -17,6 +17,7 @@ from sonic.metrics.requests import (
     TokenCounter,
     compute_request_metrics,
 )
+from sonic.metrics.retok import DEFAULT_RETOKENIZE, Retokenize
 from sonic.metrics.rules import MetricRules
 from sonic.metrics.stats import Summary, summarize
 from sonic.records import RunRecords
@@ -37,6 +38,8 @@ class TokenDiscrepancy:
     input_usage_total: int
     input_client_total: int
     input_relative_diff: float | None  # (usage - client) / client over the totals
+    retokenize: str = "all"  # the policy (sonic.metrics.retok.Retokenize)
+    retokenized: int = 0  # answers re-tokenized
 
 
 @dataclass
@@ -102,13 +105,15 @@ def compute_metrics(
     goodput: dict[str, float] | None = None,
     percentiles: Sequence[float] = (99.0,),
     skip: SkipRules | None = None,
+    retokenize: Retokenize = DEFAULT_RETOKENIZE,
 ) -> BenchmarkMetrics:
-    """All metrics of a run. ``goodput`` is ``parse_goodput``'s dict (SLOs in ms).
+    """All metrics of a run. ``goodput`` is ``parse_goodput``'s dict (SLOs in ms);
+    ``retokenize`` picks the answers ``count_tokens`` counts (``sonic.metrics.retok``).
 
     ``skip`` leaves warm-up and drain requests out of the aggregates (see SkipRules); the
     request counts (completed, failed) always cover every request, so no failure is hidden.
     """
-    full = compute_request_metrics(records, rules, prompt_lens, count_tokens)
+    full = compute_request_metrics(records, rules, prompt_lens, count_tokens, retokenize)
     cut = np.array([e in CUT_OFF_ERRORS for e in full.error], dtype=bool)
     cut_off = int(cut.sum())
     # Excluded cut-off requests leave every count (MAX); otherwise they are failures.
@@ -160,7 +165,7 @@ def compute_metrics(
         nonempty_chunks=int(req.nonempty_chunks[ok].sum()),
         successes_without_first_token=int((ok & np.isnan(req.ttft_s)).sum()),
         stats=stats,
-        tokens=_token_discrepancy(req),
+        tokens=_token_discrepancy(req, retokenize),
         requests=full,
         measured=ok.copy(),
         t0_unix_ns=int(records.t0_unix_ns),
@@ -302,7 +307,7 @@ def _max_concurrency(req: RequestMetrics) -> int:
     return int(np.cumsum(d[order]).max())
 
 
-def _token_discrepancy(req: RequestMetrics) -> TokenDiscrepancy:
+def _token_discrepancy(req: RequestMetrics, retokenize: Retokenize) -> TokenDiscrepancy:
     ok = req.success
     both = ok & (req.usage_output_len > 0) & (req.retok_output_len >= 0)
     u = req.usage_output_len[both]
@@ -323,4 +328,6 @@ def _token_discrepancy(req: RequestMetrics) -> TokenDiscrepancy:
         input_usage_total=int(ui.sum()),
         input_client_total=int(ci.sum()),
         input_relative_diff=float((ui.sum() - ci.sum()) / ci.sum()) if ci.sum() > 0 else None,
+        retokenize=str(retokenize),
+        retokenized=int((ok & (req.retok_output_len >= 0)).sum()),
     )

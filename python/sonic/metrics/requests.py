@@ -14,6 +14,7 @@ import numpy as np
 
 from sonic.errors import SonicError
 from sonic.metrics.chunks import ChunkArrays, ChunkFile, ChunkFileWriter, ChunkStats
+from sonic.metrics.retok import DEFAULT_RETOKENIZE, Retokenize
 from sonic.metrics.rules import MetricRules
 from sonic.records import CHUNK_EMPTY_CHOICE, CHUNK_TEXT, RunRecords
 
@@ -127,30 +128,46 @@ def compute_request_metrics(
     rules: MetricRules,
     prompt_lens: Sequence[int] | np.ndarray,
     count_tokens: TokenCounter | None = None,
+    retokenize: Retokenize = DEFAULT_RETOKENIZE,
 ) -> RequestMetrics:
     """Per-request metrics of a run under ``rules``.
 
     ``prompt_lens`` are the client-side prompt token counts (one per request, from the
-    dataset). When ``count_tokens`` is given every successful response is re-tokenized
-    (whole text, once), so the usage and re-tokenized counts can be compared. A streamed
+    dataset). When ``count_tokens`` is given, the successful responses that ``retokenize``
+    picks are re-tokenized (whole text, once): those whose count needs it, and a sample (or
+    all) of the others, so the usage and re-tokenized counts can be compared. A streamed
     run's records file is read batch by batch (``_streamed``).
     """
     n = records.n
     client_in = np.asarray(prompt_lens, dtype=np.int64)
     if client_in.shape != (n,):
         raise SonicError(f"prompt_lens has {client_in.shape[0]} entries for {n} requests")
+    recount = _Recount(count_tokens, retokenize, n)
     if records.chunks_file is not None:
-        return _streamed(records, rules, client_in, count_tokens)
-    return _in_memory(records, rules, client_in, count_tokens)
+        return _streamed(records, rules, client_in, recount)
+    return _in_memory(records, rules, client_in, recount, np.arange(n, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class _Recount:
+    """The token counter (None: nothing is re-tokenized) and which answers it counts, in a
+    run of ``n`` requests."""
+
+    count: TokenCounter | None
+    policy: Retokenize
+    n: int
 
 
 def _in_memory(
     records: RunRecords,
     rules: MetricRules,
     client_in: np.ndarray,
-    count_tokens: TokenCounter | None,
+    recount: _Recount,
+    index: np.ndarray,
 ) -> RequestMetrics:
+    """Per-request metrics of ``records``, the requests at ``index`` of the run."""
     n = records.n
+    count_tokens = recount.count
     offsets = np.asarray(records.chunk_offsets, dtype=np.int64)
     kinds = np.asarray(records.chunk_kind)
     times = np.asarray(records.chunk_ns, dtype=np.int64)
@@ -219,7 +236,8 @@ def _in_memory(
     usage_in = np.asarray(records.prompt_tokens, dtype=np.int64)
     usage_out = np.asarray(records.completion_tokens, dtype=np.int64)
     retok = np.full(n, -1, dtype=np.int64)
-    ok_idx = np.flatnonzero(success)
+    pick = recount.policy.select(index, recount.n, success, usage_out, rules)
+    ok_idx = np.flatnonzero(pick)
     if count_tokens is not None and ok_idx.size:
         counts = list(count_tokens([texts[i] for i in ok_idx]))
         if len(counts) != ok_idx.size:
@@ -295,7 +313,7 @@ def _streamed(
     records: RunRecords,
     rules: MetricRules,
     client_in: np.ndarray,
-    count_tokens: TokenCounter | None,
+    recount: _Recount,
 ) -> RequestMetrics:
     """Per-request metrics of a streamed run: each batch of its records file goes through
     ``_in_memory``; the per-request values are kept, the per-chunk ones go to a ``ChunkFile``."""
@@ -310,12 +328,12 @@ def _streamed(
     success = np.zeros(n, dtype=bool)
     error = list(records.error)
     itl_counts = np.zeros(n, dtype=np.int64)
-    step = bool(rules.step_tpot and count_tokens is not None)
+    step = bool(rules.step_tpot and recount.count is not None)
     derived = recordfile.scratch_path(path.parent)
     writer = ChunkFileWriter(derived, step_tpot=step)
     try:
         for index, batch in recordfile.batches(path):
-            m = _in_memory(batch, rules, client_in[index], count_tokens)
+            m = _in_memory(batch, rules, client_in[index], recount, index)
             for k in cols:
                 cols[k][index] = getattr(m, k)
             success[index] = m.success

@@ -171,6 +171,8 @@ def sonic_section(dialect: Any, m: BenchmarkMetrics, info: RunInfo) -> dict[str,
         "dispatch_lag_ms": stats_ms(m.stats["dispatch_lag"]),
         "token_counts": {
             "mode": m.rules.token_count,
+            "retokenize": t.retokenize,
+            "retokenized": t.retokenized,
             "output_compared": t.compared,
             "output_usage_total": t.usage_total,
             "output_retokenized_total": t.retokenized_total,
