@@ -98,7 +98,8 @@ impl RunHandle {
         };
         let inner = &self.inner;
         match py.detach(|| inner.wait(timeout)) {
-            Some(r) => Ok(Some(records_dict(py, &r)?)),
+            Some(Ok(r)) => Ok(Some(records_dict(py, &r)?)),
+            Some(Err(e)) => Err(core_err(e.to_string())),
             None => Ok(None),
         }
     }

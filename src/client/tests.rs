@@ -133,7 +133,7 @@ fn bench_events_per_cpu_second() {
         let (port, _srv) = serve(events, Duration::from_millis(gap_ms));
         let (p0, s0) = (process_cpu_s(), threads_cpu_s("bench-server"));
         let h = start_run(&config(port, streams, None, None)).expect("start");
-        let r = h.wait(None).expect("records");
+        let r = h.wait(None).expect("records").expect("the run ends");
         // Client threads have exited by now: client CPU = process − server (still alive).
         let cpu = (process_cpu_s() - p0) - (threads_cpu_s("bench-server") - s0);
         let errors = r.error.iter().filter(|e| e.is_some()).count();
@@ -154,7 +154,7 @@ fn bench_dispatch_lag() {
         let (port, _srv) = serve(4, Duration::ZERO);
         let n = (rate * 3.0) as usize;
         let h = start_run(&config(port, n, Some(rate), None)).expect("start");
-        let r = h.wait(None).expect("records");
+        let r = h.wait(None).expect("records").expect("the run ends");
         let errors = r.error.iter().filter(|e| e.is_some()).count();
         if let Some(Some(e)) = r.error.iter().find(|e| e.is_some()) {
             println!("first error: {e}");
@@ -198,7 +198,11 @@ fn sessions_end_to_end() {
         "max_concurrent_sessions": 1
     })
     .to_string();
-    let r = start_run(&cfg).expect("start").wait(None).expect("records");
+    let r = start_run(&cfg)
+        .expect("start")
+        .wait(None)
+        .expect("records")
+        .expect("the run ends");
     assert!(r.error.iter().all(Option::is_none), "{:?}", r.error);
     assert_eq!(r.session_index, vec![0, 0, 0, 1, 1, 1]);
     assert_eq!(r.turn_index, vec![0, 1, 2, 0, 1, 2]);
