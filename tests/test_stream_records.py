@@ -6,6 +6,7 @@ the stated HDR precision)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -298,3 +299,32 @@ def test_a_big_request_list_is_handed_to_the_core_as_one_exact_json():
             api="completions",
             requests=[client.RequestSpec(prompt="p", messages=[{"x": float("nan")}])],
         ).to_json()
+
+
+def test_requests_go_to_the_core_in_parts_and_errors_name_the_request_in_the_run():
+    """The core takes the requests as JSON arrays apart from the configuration (parsed when the
+    run reaches them); a bad request deep in a later part is refused before anything is sent,
+    named by its index in the run."""
+    import json
+
+    per = client.REQUESTS_PER_PART
+    requests = [client.RequestSpec(prompt=f"p{i}", max_tokens=2) for i in range(per + 7)]
+    config = client.RunConfig(
+        base_url="http://127.0.0.1:9", endpoint="/v1/completions", api="completions",
+        requests=requests,
+    )  # fmt: skip
+    head, parts = config.to_core()
+    assert json.loads(head)["requests"] == []
+    assert [len(json.loads(p)) for p in parts] == [per, 7]
+    bad = list(requests)
+    bad[per + 5] = client.RequestSpec(prompt=None, max_tokens=2)
+    with pytest.raises(_core.CoreError, match=rf"requests\[{per + 5}\]: .*needs a prompt"):
+        client.run(replace(config, requests=bad))
+    head, parts = replace(config, requests=requests[:3]).to_core()
+    broken = parts[0].replace('"max_tokens":2', '"max_tokens":"two"', 1)
+    with pytest.raises(_core.CoreError, match=r"requests\[0\]\.max_tokens: invalid type"):
+        _core.start_run(head, [broken])
+    with pytest.raises(_core.CoreError, match=r"requests\[3\]\.max_tokens: invalid type"):
+        _core.start_run(head, [parts[0], broken])
+    with pytest.raises(_core.CoreError, match=r"requests \(from request 3\)"):
+        _core.start_run(head, [parts[0], "not json"])

@@ -193,7 +193,9 @@ class RunConfig:
             return len(self.requests)
         return sum(len(s.sent_turns) for s in self.sessions)
 
-    def to_json(self) -> str:
+    def to_core(self) -> tuple[str, list[str]]:
+        """What ``_core.start_run`` takes: the configuration's JSON without its requests, and
+        the requests as JSON arrays in parts (``_requests_json``)."""
         b = self.body
         doc = {
             "base_url": self.base_url,
@@ -229,30 +231,33 @@ class RunConfig:
         }
         encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
         try:
-            head = encode(doc)
-            parts = [head[: -len("[]}")]]  # ends with "requests":[]}
-            parts += _requests_json(encode, self.requests)
+            return encode(doc), _requests_json(encode, self.requests)
         except (TypeError, ValueError) as exc:
             raise _core.CoreError(f"invalid run configuration: {exc}") from None
-        parts.append("]}")
-        return "".join(parts)
+
+    def to_json(self) -> str:
+        """The whole configuration as one JSON document (requests included)."""
+        head, parts = self.to_core()
+        inner = ",".join(p[1:-1] for p in parts)
+        return head[: -len("[]}")] + "[" + inner + "]}"  # the head ends with "requests":[]}
 
 
 REQUESTS_PER_PART = 10_000
 
 
 def _requests_json(encode: Callable[[Any], str], requests: list[RequestSpec]) -> list[str]:
-    """The JSON of ``[request, ...]`` in parts of ``REQUESTS_PER_PART`` requests (no bracket
-    at either end): a run of 10^6 requests never holds a dict per request or a million small
-    strings at once, only the text."""
-    parts = ["["]
-    for at in range(0, len(requests), REQUESTS_PER_PART):
-        text = ",".join(
+    """The requests as JSON arrays of ``REQUESTS_PER_PART`` requests each: a run of 10^6
+    requests never holds a dict per request or a million small strings at once, only the
+    text, and the core parses each part only when its run reaches it."""
+    return [
+        "["
+        + ",".join(
             encode({"prompt": r.prompt, "messages": r.messages, "max_tokens": r.max_tokens})
             for r in requests[at : at + REQUESTS_PER_PART]
         )
-        parts.append(text if at == 0 else "," + text)
-    return parts
+        + "]"
+        for at in range(0, len(requests), REQUESTS_PER_PART)
+    ]
 
 
 def schedule_preview(schedule: ScheduleSpec, n: int) -> np.ndarray:
@@ -322,7 +327,7 @@ def run(
         config = replace(config, stream_records=True)
         writer = RecordWriter(record_file, config.total_requests)  # before any load is sent
     try:
-        handle = _core.start_run(config.to_json())
+        handle = _core.start_run(*config.to_core())
     except BaseException:
         if writer is not None:
             writer.close()

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::core_err;
-use crate::client::run::{start_run as core_start_run, RunHandle as CoreRunHandle};
+use crate::client::run::{start_run_parts as core_start_run_parts, RunHandle as CoreRunHandle};
 use crate::recorder::Records;
 use crate::schedule::ScheduleSpec;
 
@@ -105,11 +105,18 @@ impl RunHandle {
     }
 }
 
-/// Validate a JSON RunConfig and start the run in the background.
+/// Validate a JSON RunConfig and start the run in the background. `request_parts`: more
+/// requests, after the configuration's, as JSON arrays (parsed as the run reaches them).
 #[pyfunction]
-fn start_run(py: Python<'_>, config_json: &str) -> PyResult<RunHandle> {
+#[pyo3(signature = (config_json, request_parts = None))]
+fn start_run(
+    py: Python<'_>,
+    config_json: &str,
+    request_parts: Option<Vec<String>>,
+) -> PyResult<RunHandle> {
+    let parts = request_parts.unwrap_or_default();
     let inner = py
-        .detach(|| core_start_run(config_json))
+        .detach(|| core_start_run_parts(config_json, parts))
         .map_err(core_err)?;
     Ok(RunHandle { inner })
 }

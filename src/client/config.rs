@@ -125,6 +125,59 @@ pub struct RequestSpec {
     pub max_tokens: Option<u64>,
 }
 
+impl RequestSpec {
+    /// Request `index` has what its API needs to build a body.
+    fn check(&self, api: ApiKind, index: usize) -> Result<(), ConfigError> {
+        let ok = match api {
+            ApiKind::Chat => self.prompt.is_some() || self.messages.is_some(),
+            _ => self.prompt.is_some(),
+        };
+        if ok {
+            return Ok(());
+        }
+        let need = if api == ApiKind::Chat {
+            "a prompt or messages"
+        } else {
+            "a prompt"
+        };
+        Err(field(
+            format!("requests[{index}]"),
+            format!("the {api:?} API needs {need}").to_lowercase(),
+        ))
+    }
+}
+
+/// Requests given apart from the configuration, as JSON arrays (a long run's workload in
+/// parts): each part is checked when the run starts and parsed again only when the feed
+/// reaches it, so the parsed requests of a run of millions never exist at once (parsed, a
+/// short prompt takes about twice its JSON).
+#[derive(Debug, Clone, Default)]
+pub struct RequestParts {
+    pub parts: Vec<String>,
+    /// Requests over all parts.
+    pub count: usize,
+}
+
+impl RequestParts {
+    /// Parse one part whose first request is request `base` of the run; errors name the
+    /// request by its index in the run (`requests[12345].max_tokens: ...`).
+    pub fn parse(part: &str, base: usize) -> Result<Vec<RequestSpec>, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(part);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let at = path
+                .strip_prefix('[')
+                .and_then(|p| p.split_once(']'))
+                .and_then(|(i, rest)| Some((base + i.parse::<usize>().ok()?, rest)));
+            ConfigError::Parse(match at {
+                Some((i, rest)) => format!("requests[{i}]{rest}: {inner}"),
+                None => format!("requests (from request {base}): {inner}"),
+            })
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
@@ -144,6 +197,9 @@ pub struct RunConfig {
     /// Independent requests; empty when the workload is `sessions`.
     #[serde(default)]
     pub requests: Vec<RequestSpec>,
+    /// More requests, after `requests`, given in parts (`from_json_parts`).
+    #[serde(skip)]
+    pub parts: RequestParts,
     /// Multi-turn sessions (exclusive with `requests`); see `client::session`.
     #[serde(default)]
     pub sessions: Option<Vec<SessionSpec>>,
@@ -231,8 +287,31 @@ fn field(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
 impl RunConfig {
     /// Parse and validate; the error names the field (`path: reason`).
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        Self::from_json_parts(json, Vec::new())
+    }
+
+    /// Parse and validate a configuration whose requests (after those in `json`, if any)
+    /// are the JSON arrays in `parts`, in order. Each part is parsed here to check it and
+    /// dropped; the feed parses it again when it gets there (`RequestParts`).
+    pub fn from_json_parts(json: &str, parts: Vec<String>) -> Result<Self, ConfigError> {
+        let mut cfg = Self::parse(json)?;
+        let mut count = 0;
+        for part in &parts {
+            let base = cfg.requests.len() + count;
+            let requests = RequestParts::parse(part, base)?;
+            for (i, r) in requests.iter().enumerate() {
+                r.check(cfg.api, base + i)?;
+            }
+            count += requests.len();
+        }
+        cfg.parts = RequestParts { parts, count };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn parse(json: &str) -> Result<Self, ConfigError> {
         let de = &mut serde_json::Deserializer::from_str(json);
-        let cfg: RunConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             ConfigError::Parse(if path == "." {
@@ -240,9 +319,7 @@ impl RunConfig {
             } else {
                 format!("{path}: {inner}")
             })
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+        })
     }
 
     /// The worker threads this run uses.
@@ -331,22 +408,9 @@ impl RunConfig {
         }
         self.validate_sessions()?;
         for (i, r) in self.requests.iter().enumerate() {
-            let ok = match self.api {
-                ApiKind::Chat => r.prompt.is_some() || r.messages.is_some(),
-                _ => r.prompt.is_some(),
-            };
-            if !ok {
-                let need = if self.api == ApiKind::Chat {
-                    "a prompt or messages"
-                } else {
-                    "a prompt"
-                };
-                return Err(field(
-                    format!("requests[{i}]"),
-                    format!("the {:?} API needs {need}", self.api).to_lowercase(),
-                ));
-            }
+            r.check(self.api, i)?;
         }
+        // The requests in parts were checked as they were counted (`from_json_parts`).
         self.schedule.validate()?;
         Ok(())
     }
@@ -389,7 +453,7 @@ impl RunConfig {
             }
             return Ok(());
         };
-        if !self.requests.is_empty() {
+        if !self.requests.is_empty() || self.parts.count > 0 {
             return Err(field(
                 "sessions",
                 "give either requests or sessions, not both",
@@ -447,7 +511,7 @@ impl RunConfig {
     pub fn total_requests(&self) -> usize {
         match &self.sessions {
             Some(s) => s.iter().map(SessionSpec::sent_turns).sum(),
-            None => self.requests.len(),
+            None => self.requests.len() + self.parts.count,
         }
     }
 
@@ -455,7 +519,7 @@ impl RunConfig {
     pub fn arrival_count(&self) -> usize {
         match &self.sessions {
             Some(s) => s.len(),
-            None => self.requests.len(),
+            None => self.requests.len() + self.parts.count,
         }
     }
 
@@ -518,6 +582,35 @@ pub(crate) mod tests {
         RunConfig::from_json(&v.to_string())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn requests_in_parts_are_counted_checked_and_named_by_their_index_in_the_run() {
+        let head = sample_json().to_string(); // one request of its own
+        let parts = vec![
+            r#"[{"prompt":"a"},{"prompt":"b","max_tokens":3}]"#.to_string(),
+            "[]".to_string(),
+            r#"[{"prompt":"c"}]"#.to_string(),
+        ];
+        let c = RunConfig::from_json_parts(&head, parts.clone()).unwrap();
+        assert_eq!((c.total_requests(), c.arrival_count(), c.parts.count), (4, 4, 3));
+        let mut bad = parts.clone();
+        bad[2] = r#"[{"prompt":"c","max_tokens":-1}]"#.into();
+        let e = RunConfig::from_json_parts(&head, bad).unwrap_err().to_string();
+        assert!(e.contains("requests[3].max_tokens"), "{e}");
+        let mut bad = parts.clone();
+        bad[0] = r#"[{"prompt":"a"},{"max_tokens":3}]"#.into();
+        let e = RunConfig::from_json_parts(&head, bad).unwrap_err().to_string();
+        assert!(e.contains("requests[2]") && e.contains("needs a prompt"), "{e}");
+        let mut v = sample_json();
+        v["record_ids"] = serde_json::json!([7, 8, 9, 10]);
+        assert!(RunConfig::from_json_parts(&v.to_string(), parts.clone()).is_ok());
+        let mut v = sessions_json();
+        v["requests"] = serde_json::json!([]);
+        let e = RunConfig::from_json_parts(&v.to_string(), parts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::HeaderValue;
 
 use super::body::body_bytes;
-use super::config::{ApiKind, BodyOptions, ConfigError, RequestSpec};
+use super::config::{ApiKind, BodyOptions, ConfigError, RequestParts, RequestSpec};
 
 /// Requests prepared ahead of the dispatcher.
 pub const WINDOW: usize = 65_536;
@@ -53,11 +53,47 @@ pub struct Feed {
     rest: Option<Receiver<Ready>>,
 }
 
+/// The requests in send order: those parsed with the configuration, then each part of
+/// `RequestParts` parsed when it is reached (and its text dropped).
+pub struct Pending {
+    current: std::vec::IntoIter<RequestSpec>,
+    parts: std::vec::IntoIter<String>,
+    /// Requests not yet taken.
+    left: usize,
+}
+
+impl Pending {
+    pub fn new(requests: Vec<RequestSpec>, parts: RequestParts) -> Self {
+        Self {
+            left: requests.len() + parts.count,
+            current: requests.into_iter(),
+            parts: parts.parts.into_iter(),
+        }
+    }
+}
+
+impl Iterator for Pending {
+    type Item = RequestSpec;
+
+    fn next(&mut self) -> Option<RequestSpec> {
+        loop {
+            if let Some(r) = self.current.next() {
+                self.left -= 1;
+                return Some(r);
+            }
+            // Checked when the run started; a part that no longer parses (impossible) ends
+            // the feed, and its requests are recorded as not sent.
+            let part = self.parts.next()?;
+            self.current = RequestParts::parse(&part, 0).ok()?.into_iter();
+        }
+    }
+}
+
 impl Feed {
     /// Prepare the first `window` requests now; a thread prepares the others as the
     /// dispatcher takes them.
     pub fn start(
-        mut requests: Vec<RequestSpec>,
+        mut requests: Pending,
         src: BodySource,
         window: usize,
     ) -> Result<Self, ConfigError> {
@@ -68,32 +104,24 @@ impl Feed {
             });
         }
         let window = window.max(1);
-        let first = window.min(requests.len());
         let head: Vec<Ready> = requests
-            .drain(..first)
+            .by_ref()
+            .take(window)
             .enumerate()
             .map(|(i, r)| src.make(i, &r))
             .collect();
-        requests.shrink_to_fit();
-        let rest = if requests.is_empty() {
+        let first = head.len();
+        let rest = if requests.left == 0 {
             None
         } else {
             let (tx, rx) = sync_channel(window);
             std::thread::Builder::new()
                 .name("sonic-prepare".into())
                 .spawn(move || {
-                    let mut next = first;
-                    // Take the requests a slice at a time, so their memory goes as they do.
-                    while !requests.is_empty() {
-                        let take = (window / 4).clamp(1, requests.len());
-                        let part: Vec<RequestSpec> = requests.drain(..take).collect();
-                        requests.shrink_to_fit();
-                        for r in part {
-                            // A stopped run drops the receiver: nothing more to prepare.
-                            if tx.send(src.make(next, &r)).is_err() {
-                                return;
-                            }
-                            next += 1;
+                    for (next, r) in (first..).zip(requests) {
+                        // A stopped run drops the receiver: nothing more to prepare.
+                        if tx.send(src.make(next, &r)).is_err() {
+                            return;
                         }
                     }
                 })
@@ -135,7 +163,7 @@ mod tests {
         }
     }
 
-    fn requests(n: usize) -> Vec<RequestSpec> {
+    fn specs(n: usize) -> Vec<RequestSpec> {
         (0..n)
             .map(|i| RequestSpec {
                 prompt: Some(format!("p{i}")),
@@ -143,6 +171,41 @@ mod tests {
                 max_tokens: Some(4),
             })
             .collect()
+    }
+
+    fn requests(n: usize) -> Pending {
+        Pending::new(specs(n), RequestParts::default())
+    }
+
+    /// Requests 3..12 as JSON parts of 2, 0 and 7 requests.
+    fn parts_from_3() -> RequestParts {
+        let parts = [(3, 5), (5, 5), (5, 12)]
+            .iter()
+            .map(|&(a, b)| {
+                let items: Vec<String> = (a..b)
+                    .map(|i| format!(r#"{{"prompt":"p{i}","max_tokens":4}}"#))
+                    .collect();
+                format!("[{}]", items.join(","))
+            })
+            .collect();
+        RequestParts { parts, count: 9 }
+    }
+
+    #[test]
+    fn parts_follow_the_parsed_requests_in_order() {
+        assert_eq!(Pending::new(specs(3), parts_from_3()).left, 12);
+        for window in [1, 4, 100] {
+            let pending = Pending::new(specs(3), parts_from_3());
+            let got: Vec<Ready> = Feed::start(pending, source("r-"), window)
+                .unwrap()
+                .collect();
+            assert_eq!(got.len(), 12, "window {window}");
+            for (i, (body, id)) in got.iter().enumerate() {
+                assert_eq!(id.to_str().unwrap(), format!("r-{i}"));
+                let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(v["prompt"], format!("p{i}"));
+            }
+        }
     }
 
     #[test]

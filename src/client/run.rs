@@ -12,7 +12,7 @@ use super::clock::{mono_ns, precise_timer_slack, sleep_until, unix_ns};
 use super::config::{ConfigError, RunConfig};
 use super::dispatch::Dispatcher;
 use super::failure::secrets_of;
-use super::feed::{BodySource, Feed, WINDOW};
+use super::feed::{BodySource, Feed, Pending, WINDOW};
 use super::request::RequestCtx;
 use super::session::{run_sessions, BodyMaker, SessionPlan};
 use super::state::{Abort, Progress, RunState};
@@ -192,7 +192,11 @@ fn prepare(cfg: &mut RunConfig) -> Result<Workload, ConfigError> {
             id_prefix: cfg.request_id_prefix.clone(),
             id_numbers: cfg.record_ids.take(),
         };
-        let feed = Feed::start(std::mem::take(&mut cfg.requests), src, WINDOW)?;
+        let requests = Pending::new(
+            std::mem::take(&mut cfg.requests),
+            std::mem::take(&mut cfg.parts),
+        );
+        let feed = Feed::start(requests, src, WINDOW)?;
         return Ok(Workload::Requests { intended, feed });
     };
     let ids = request_ids(&cfg.request_id_prefix, total, cfg.record_ids.as_deref())?;
@@ -253,7 +257,13 @@ fn wait_for_wall_clock(at_unix_ns: i64, state: &RunState) {
 
 /// Validate `json`, prepare every body, and start dispatching on a background thread.
 pub fn start_run(json: &str) -> Result<RunHandle, RunError> {
-    let mut cfg = RunConfig::from_json(json)?;
+    start_run_parts(json, Vec::new())
+}
+
+/// `start_run` with the requests (after those in `json`) given as JSON arrays in `parts`,
+/// parsed as the run reaches them (`RequestParts`).
+pub fn start_run_parts(json: &str, parts: Vec<String>) -> Result<RunHandle, RunError> {
+    let mut cfg = RunConfig::from_json_parts(json, parts)?;
     let n = cfg.total_requests();
     let session_header = match &cfg.session_header {
         Some(h) => Some(
