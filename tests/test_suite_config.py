@@ -435,3 +435,21 @@ def test_vllm_vs_max_example_matches_the_original_settings():
     full = P.scenario_plans(cfg, quick=False)
     assert full[0].request_rates == (0.5, 1.0, 2.0, 4.0, 8.0) and full[0].num_prompts == 100
     assert {p.scenario.dataset for p in full} == {"sharegpt", "sonnet"}
+
+
+def test_stream_records_setting_reaches_every_run_and_refuses_workers(tmp_path, tokenizer_dir):
+    cfg = load(
+        tmp_path,
+        MINIMAL.replace('"tok"', f'"{tokenizer_dir}"') + "[settings]\nstream_records = true\n",
+    )
+    assert cfg.load.stream_records and cfg.load.flags() == ["--stream-records"]
+    (p,) = P.scenario_plans(cfg, quick=True)
+    e = cfg.engines[0]
+    flags = P.run_flags(
+        cfg, e, p, url="http://127.0.0.1:9", model="sonic-sim", request_rate=2.0,
+        max_concurrency=None,
+    )  # fmt: skip
+    assert P.parse_flags(e, p, flags).output.stream_records
+    assert not load(tmp_path, MINIMAL).load.flags()
+    message = error_of(tmp_path, MINIMAL + "[settings]\nstream_records = true\nworkers = 2\n")
+    assert "stream_records" in message and "workers" in message

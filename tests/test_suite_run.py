@@ -306,6 +306,23 @@ reset_prefix_cache = true
             assert resp.status == 200
 
 
+def test_stream_records_setting_streams_each_run_beside_its_result(tmp_path):
+    """`[settings] stream_records = true`: every run of the suite streams its records to an
+    Arrow file kept beside its result (pandas reads it), with the counts of the result."""
+    import pandas as pd
+
+    path = write_suite(tmp_path, "[settings]\nstream_records = true\n" + SIM_A, SMALL)
+    cp = sonic("suite", "run", str(path), "--output-dir", str(tmp_path / "r"))
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    d = results_dir(tmp_path / "r")
+    (run,) = manifest(d)["runs"]
+    result = json.loads((d / run["file"]).read_text())
+    info = result["sonic"]["records_file"]
+    frame = pd.read_feather((d / run["file"]).parent / info["file"])
+    assert len(frame) == result["completed"] == 6
+    assert "itls" not in result  # in the file
+
+
 # ---------------------------------------------------------------- Ctrl-C
 
 

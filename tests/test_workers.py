@@ -246,7 +246,8 @@ request_rates = [20]
     doc = json.loads(run.read_text())
     assert len(doc["sonic"]["workers"]) == 2 and doc["completed"] == 12
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["config"]["load"] == {"workers": 2, "ray_address": ray_cluster}
+    load = {"workers": 2, "ray_address": ray_cluster, "stream_records": False}
+    assert manifest["config"]["load"] == load
 
 
 def test_each_share_sends_the_runs_request_ids():

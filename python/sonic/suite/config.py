@@ -76,16 +76,19 @@ class ServerSettings:
 @dataclass(frozen=True)
 class LoadSettings:
     """Where the client load comes from (``[settings] workers``, ``ray_address``): this
-    process, or ``workers`` Ray actors on the cluster at ``ray_address`` (sonic.workers). Not
-    an engine setting: the same for every engine."""
+    process, or ``workers`` Ray actors on the cluster at ``ray_address`` (sonic.workers), and
+    whether its records stream to a file while the runs go (``stream_records``, long runs in
+    bounded memory). Not an engine setting: the same for every engine."""
 
     workers: int = 1
     ray_address: str | None = None
+    stream_records: bool = False
 
     def flags(self) -> list[str]:
+        out = ["--stream-records"] if self.stream_records else []
         if self.workers <= 1:
-            return []
-        out = ["--workers", str(self.workers)]
+            return out
+        out += ["--workers", str(self.workers)]
         return out + (["--ray-address", self.ray_address] if self.ray_address else [])
 
 
@@ -744,9 +747,15 @@ def parse_config(
     load = LoadSettings(
         workers=settings_t.integer("workers", 1, minimum=1) or 1,
         ray_address=settings_t.string("ray_address"),
+        stream_records=bool(settings_t.boolean("stream_records", False)),
     )
     if load.ray_address and load.workers < 2:
         raise settings_t.fail("ray_address", "needs workers = 2 or more")
+    if load.stream_records and load.workers > 1:
+        raise settings_t.fail(
+            "stream_records",
+            "not available with workers = 2 or more (their records come back in memory)",
+        )
     settings = _settings(settings_t)
 
     engines_t = root.table("engines")
