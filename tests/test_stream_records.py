@@ -328,3 +328,17 @@ def test_requests_go_to_the_core_in_parts_and_errors_name_the_request_in_the_run
         _core.start_run(head, [parts[0], broken])
     with pytest.raises(_core.CoreError, match=r"requests \(from request 3\)"):
         _core.start_run(head, [parts[0], "not json"])
+
+
+def test_the_report_reads_send_and_end_times_from_either_raw_records_file(faulty_run, tmp_path):
+    """The report's timeline takes each request's send and end from the run's raw records: the
+    JSON lines of --save-detailed, or a streamed run's Arrow file (written out of order)."""
+    from sonic import results
+    from sonic.report.plots import _raw_times
+
+    records = faulty_run
+    streamed = _write_shuffled(records, tmp_path / f"run{recordfile.SUFFIX}")
+    lines = results.write_raw_records(tmp_path / "run.jsonl", records)
+    for got in (_raw_times(streamed.chunks_file), _raw_times(lines)):
+        for name in ("sent_ns", "end_ns"):
+            np.testing.assert_array_equal(got[name], np.asarray(getattr(records, name)))

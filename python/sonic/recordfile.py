@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,21 @@ def batches(
     ``rows`` requests each."""
     for batch in arrow_batches(path, rows):
         yield from_batch(batch)
+
+
+def scalar_columns(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-request columns ``names`` of a records file, in record order (the file is in the
+    order requests finished), read batch by batch without the chunk lists."""
+    index_parts: list[np.ndarray] = []
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for batch in arrow_batches(path):
+        index_parts.append(batch.column("record_index").to_numpy())
+        for n in names:
+            parts[n].append(batch.column(n).to_numpy(zero_copy_only=False))
+    if not index_parts:
+        return {n: np.zeros(0, dtype=np.int64) for n in names}
+    order = np.argsort(np.concatenate(index_parts), kind="stable")
+    return {n: np.concatenate(parts[n])[order] for n in names}
 
 
 def drop_text(path: str | os.PathLike[str]) -> None:

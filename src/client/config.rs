@@ -593,15 +593,25 @@ pub(crate) mod tests {
             r#"[{"prompt":"c"}]"#.to_string(),
         ];
         let c = RunConfig::from_json_parts(&head, parts.clone()).unwrap();
-        assert_eq!((c.total_requests(), c.arrival_count(), c.parts.count), (4, 4, 3));
+        assert_eq!(
+            (c.total_requests(), c.arrival_count(), c.parts.count),
+            (4, 4, 3)
+        );
         let mut bad = parts.clone();
         bad[2] = r#"[{"prompt":"c","max_tokens":-1}]"#.into();
-        let e = RunConfig::from_json_parts(&head, bad).unwrap_err().to_string();
+        let e = RunConfig::from_json_parts(&head, bad)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("requests[3].max_tokens"), "{e}");
         let mut bad = parts.clone();
         bad[0] = r#"[{"prompt":"a"},{"max_tokens":3}]"#.into();
-        let e = RunConfig::from_json_parts(&head, bad).unwrap_err().to_string();
-        assert!(e.contains("requests[2]") && e.contains("needs a prompt"), "{e}");
+        let e = RunConfig::from_json_parts(&head, bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("requests[2]") && e.contains("needs a prompt"),
+            "{e}"
+        );
         let mut v = sample_json();
         v["record_ids"] = serde_json::json!([7, 8, 9, 10]);
         assert!(RunConfig::from_json_parts(&v.to_string(), parts.clone()).is_ok());

@@ -78,7 +78,7 @@ impl Iterator for Pending {
     fn next(&mut self) -> Option<RequestSpec> {
         loop {
             if let Some(r) = self.current.next() {
-                self.left -= 1;
+                self.left = self.left.saturating_sub(1);
                 return Some(r);
             }
             // Checked when the run started; a part that no longer parses (impossible) ends

@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+from sonic import recordfile
 from sonic.metrics import catalogue
 from sonic.report import fmt
 from sonic.report.model import ReportData
@@ -179,7 +181,6 @@ def distributions(data: ReportData, scenario: str) -> Plot | None:
 
 def _timeline_inputs(result_file: Path):
     """(records-like object, telemetry sidecar dict) of one run, or None without telemetry."""
-    import numpy as np
 
     try:
         doc = json.loads(result_file.read_text())
@@ -190,23 +191,28 @@ def _timeline_inputs(result_file: Path):
             return None
         side = json.loads((result_file.parent / side_name).read_text())
         window = side.get("window_mono_ns") or []
-        lines = [
-            json.loads(ln)
-            for ln in (result_file.parent / raw_name).read_text().splitlines()
-            if ln.strip()
-        ]
-    except (OSError, ValueError):
+        cols = _raw_times(result_file.parent / raw_name)
+    except (OSError, ValueError, KeyError):
         return None
-    if not window or not lines:
+    if not window or not cols["sent_ns"].size:
         return None
-
-    def col(key: str) -> np.ndarray:
-        return np.array([-1 if ln.get(key) is None else ln[key] for ln in lines], np.int64)
-
-    records = SimpleNamespace(
-        t0_mono_ns=int(window[0]), sent_ns=col("sent_ns"), end_ns=col("end_ns")
-    )
+    records = SimpleNamespace(t0_mono_ns=int(window[0]), **cols)
     return records, side
+
+
+def _raw_times(path: Path) -> dict[str, Any]:
+    """``sent_ns`` and ``end_ns`` per request from a run's raw records: the JSON lines of
+    ``--save-detailed``, or a streamed run's Arrow records file."""
+    import numpy as np
+
+    names = ("sent_ns", "end_ns")
+    if path.name.endswith(recordfile.SUFFIX):
+        got = recordfile.scalar_columns(path, names)
+        return {n: np.asarray(got[n], dtype=np.int64) for n in names}
+    lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return {
+        n: np.array([-1 if ln.get(n) is None else ln[n] for ln in lines], np.int64) for n in names
+    }
 
 
 def timelines(data: ReportData, scenario: str) -> Plot | None:
