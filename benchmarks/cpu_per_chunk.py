@@ -13,6 +13,9 @@ from the kernel when it exits:
 
 - the floor (`benchmarks/floor_reader.rs`): one connection per stream, a fixed POST, SSE
   events counted with memchr, nothing parsed or kept: what reading these streams costs here;
+- when built (`cargo build --release --example reqwest_reader`), the same reader through
+  sonic's HTTP stack (`benchmarks/reqwest_reader.rs`: reqwest, hyper, tokio): what the HTTP
+  library costs above the floor;
 - `vllm-bench` (the Rust port of `vllm bench serve`, now in the vLLM repository), random
   prompts from the same fixture tokenizer; its start-up (tokenizer, prompt generation, the
   /tokenize check) is subtracted by running it once more with one request per stream;
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,20 +52,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizer"
 FLOOR = ROOT / "target" / "release" / "examples" / "floor_reader"
+REQWEST = ROOT / "target" / "release" / "examples" / "reqwest_reader"
 TTFT_MS, ITL_MS, OUTPUT_LEN, INPUT_LEN = 20.0, 2.0, 48, 32
 
 
 def cpu_of(cmd: list[str], **kw) -> tuple[float, str]:
-    """(CPU seconds of the child and everything it waited for, its stdout)."""
-    before = os.times()
+    """(CPU seconds of the child and everything it waited for, its stdout). getrusage counts
+    in microseconds; ``os.times`` in clock ticks (10 ms), too coarse for a run of 0.1 s."""
+
+    def children() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    before = children()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
-    after = os.times()
-    return (after.children_user - before.children_user) + (
-        after.children_system - before.children_system
-    ), out
+    return children() - before, out
 
 
-def floor(url: str, streams: int, requests: int) -> dict:
+def floor(url: str, streams: int, requests: int, binary: Path = FLOOR) -> dict:
     host = url.split("://", 1)[1]
     body = json.dumps(
         {
@@ -74,7 +81,7 @@ def floor(url: str, streams: int, requests: int) -> dict:
             "stream_options": {"include_usage": True},
         }
     )
-    cpu, out = cpu_of([str(FLOOR), host, str(streams), str(requests), body])
+    cpu, out = cpu_of([str(binary), host, str(streams), str(requests), body])
     doc = json.loads(out)
     return {"cpu_s": cpu, "events": doc["events"], "wall_s": doc["wall_s"]}
 
@@ -232,13 +239,19 @@ def main() -> None:
             def us(cpu: float, n: int, per_request: float = per_request) -> float:
                 return 1e6 * cpu / (per_request * n)
 
+            rq = None
+            if REQWEST.is_file():
+                runs = [floor(server.url, streams, requests, REQWEST) for _ in range(args.repeat)]
+                rq = _median(runs)
             so = _median([sonic(server.url, streams, requests) for _ in range(args.repeat)])
             n = so["requests"]
             hot = us(so["run_s"], n)
             after = {k: us(so[f"{k}_s"], n) for k in ("metrics", "retokenize", "result")}
             line = (
                 f"{streams:>4} streams {requests:>5} req  {per_request:.0f} events/req | "
-                f"floor {us(fl['cpu_s'], requests):5.2f} µs | sonic run {hot:5.2f} µs + "
+                f"floor {us(fl['cpu_s'], requests):5.2f} µs | "
+                + (f"reqwest reader {us(rq['cpu_s'], requests):5.2f} µs | " if rq else "")
+                + f"sonic run {hot:5.2f} µs + "
                 + " + ".join(f"{k} {v:.2f}" for k, v in after.items())
                 + f" = {hot + sum(after.values()):5.2f} µs"
                 + f" (re-tokenize all {us(so['retokenize_all_s'], n):.2f}; start-up "
