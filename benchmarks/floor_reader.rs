@@ -9,28 +9,23 @@
 //!
 //! Prints `{"events": E, "requests": R, "wall_s": W}`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use memchr::memmem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "reader_harness.rs"]
+mod harness;
+use harness::{drive, Args, Error, Tally};
 
-async fn stream(
-    addr: String,
-    request: Arc<Vec<u8>>,
-    next: Arc<AtomicUsize>,
-    total: usize,
-    events: Arc<AtomicU64>,
-) -> Result<(), Error> {
+async fn stream(addr: String, request: Arc<Vec<u8>>, tally: Tally) -> Result<(), Error> {
     let mut conn = TcpStream::connect(&addr).await?;
     conn.set_nodelay(true)?;
     let data = memmem::Finder::new(b"data:");
     let done = memmem::Finder::new(b"[DONE]");
     let mut buf = vec![0u8; 64 * 1024];
-    while next.fetch_add(1, Ordering::Relaxed) < total {
+    while tally.claim() {
         conn.write_all(&request).await?;
         let (mut seen, mut finished, mut tail) = (0u64, false, Vec::new());
         loop {
@@ -50,40 +45,24 @@ async fn stream(
                 break;
             }
         }
-        events.fetch_add(seen, Ordering::Relaxed);
+        tally.add(seen);
     }
     Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().collect();
-    let [_, addr, streams, requests, body] = args.as_slice() else {
-        return Err("usage: floor_reader HOST:PORT STREAMS REQUESTS BODY_JSON".into());
-    };
-    let (streams, total): (usize, usize) = (streams.parse()?, requests.parse()?);
+    let a = Args::parse("floor_reader")?;
     let request = format!(
-        "POST /v1/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
+        "POST /v1/completions HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{}",
+        a.addr,
+        a.body.len(),
+        a.body
     );
     let request = Arc::new(request.into_bytes());
-    let next = Arc::new(AtomicUsize::new(0));
-    let events = Arc::new(AtomicU64::new(0));
-    let start = std::time::Instant::now();
-    let tasks: Vec<_> = (0..streams)
-        .map(|_| {
-            let (a, r, n, e) = (addr.clone(), request.clone(), next.clone(), events.clone());
-            tokio::spawn(stream(a, r, n, total, e))
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    println!(
-        "{{\"events\": {}, \"requests\": {total}, \"wall_s\": {:.3}}}",
-        events.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
+    drive(a.streams, a.total, |tally| {
+        stream(a.addr.clone(), request.clone(), tally)
+    })
+    .await
 }

@@ -8,24 +8,21 @@
 //!
 //! Prints `{"events": E, "requests": R, "wall_s": W}`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use bytes::Bytes;
 use memchr::memmem;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "reader_harness.rs"]
+mod harness;
+use harness::{drive, Args, Error, Tally};
 
 async fn stream(
     client: reqwest::Client,
     url: String,
     body: Bytes,
-    next: Arc<AtomicUsize>,
-    total: usize,
-    events: Arc<AtomicU64>,
+    tally: Tally,
 ) -> Result<(), Error> {
     let data = memmem::Finder::new(b"data:");
-    while next.fetch_add(1, Ordering::Relaxed) < total {
+    while tally.claim() {
         let mut resp = client
             .post(&url)
             .header("content-type", "application/json")
@@ -36,44 +33,27 @@ async fn stream(
         while let Some(chunk) = resp.chunk().await? {
             seen += data.find_iter(&chunk).count() as u64;
         }
-        events.fetch_add(seen, Ordering::Relaxed);
+        tally.add(seen);
     }
     Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().collect();
-    let [_, addr, streams, requests, body] = args.as_slice() else {
-        return Err("usage: reqwest_reader HOST:PORT STREAMS REQUESTS BODY_JSON".into());
-    };
-    let (streams, total): (usize, usize) = (streams.parse()?, requests.parse()?);
+    let a = Args::parse("reqwest_reader")?;
+    // As the core builds its client for a plain-http run (src/client/run.rs).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .tls_certs_only(Vec::<reqwest::Certificate>::new())
         .http1_only()
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(streams)
+        .pool_max_idle_per_host(a.streams)
         .no_proxy()
         .build()?;
-    let url = format!("http://{addr}/v1/completions");
-    let body = Bytes::from(body.clone());
-    let next = Arc::new(AtomicUsize::new(0));
-    let events = Arc::new(AtomicU64::new(0));
-    let start = std::time::Instant::now();
-    let tasks: Vec<_> = (0..streams)
-        .map(|_| {
-            let (c, u, b) = (client.clone(), url.clone(), body.clone());
-            tokio::spawn(stream(c, u, b, next.clone(), total, events.clone()))
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    println!(
-        "{{\"events\": {}, \"requests\": {total}, \"wall_s\": {:.3}}}",
-        events.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
+    let url = format!("http://{}/v1/completions", a.addr);
+    let body = Bytes::from(a.body.clone());
+    drive(a.streams, a.total, |tally| {
+        stream(client.clone(), url.clone(), body.clone(), tally)
+    })
+    .await
 }
