@@ -38,8 +38,8 @@ class TokenDiscrepancy:
     input_usage_total: int
     input_client_total: int
     input_relative_diff: float | None  # (usage - client) / client over the totals
-    retokenize: str = "all"  # the policy (sonic.metrics.retok.Retokenize)
-    retokenized: int = 0  # answers re-tokenized
+    retokenize: str  # the policy (str of sonic.metrics.retok.Retokenize)
+    retokenized: int  # answers re-tokenized
 
 
 @dataclass
