@@ -199,12 +199,17 @@ mod tests {
             let got: Vec<Ready> = Feed::start(pending, source("r-"), window)
                 .unwrap()
                 .collect();
-            assert_eq!(got.len(), 12, "window {window}");
-            for (i, (body, id)) in got.iter().enumerate() {
-                assert_eq!(id.to_str().unwrap(), format!("r-{i}"));
-                let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-                assert_eq!(v["prompt"], format!("p{i}"));
-            }
+            assert_in_order(&got, 12);
+        }
+    }
+
+    /// `n` prepared requests: ids `r-0`, `r-1`, … and prompts `p0`, `p1`, … in that order.
+    fn assert_in_order(got: &[Ready], n: usize) {
+        assert_eq!(got.len(), n);
+        for (i, (body, id)) in got.iter().enumerate() {
+            assert_eq!(id.to_str().unwrap(), format!("r-{i}"));
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["prompt"], format!("p{i}"));
         }
     }
 
@@ -212,12 +217,7 @@ mod tests {
     fn every_request_in_order_past_the_window() {
         let feed = Feed::start(requests(23), source("r-"), 5).unwrap();
         let got: Vec<Ready> = feed.collect();
-        assert_eq!(got.len(), 23);
-        for (i, (body, id)) in got.iter().enumerate() {
-            assert_eq!(id.to_str().unwrap(), format!("r-{i}"));
-            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-            assert_eq!(v["prompt"], format!("p{i}"));
-        }
+        assert_in_order(&got, 23);
     }
 
     #[test]
