@@ -14,6 +14,7 @@ from __future__ import annotations
 import _thread
 import io
 import json
+import os
 import signal
 import threading
 import time
@@ -366,6 +367,47 @@ def test_max_duration(server):
     assert 2 <= sent.sum() <= 4
     assert all(e == "cancelled: max duration reached" for e, s in zip(rec.error, sent) if s)
     assert all(e == "not sent: max duration reached" for e, s in zip(rec.error, sent) if not s)
+
+
+def test_a_concurrency_paced_run_sends_in_index_order(server):
+    """Without a rate only the cap paces the run; each freed slot takes the next request by
+    index (as a FIFO semaphore would)."""
+    rec = client.run(config(server, [f"ok:{1 + i % 3}:5" for i in range(9)], max_concurrency=2))
+    assert all(e is None for e in rec.error)
+    dispatched = rec.extra["dispatched_ns"]
+    assert np.all(np.diff(dispatched) >= 0), dispatched
+    assert np.all(rec.sent_ns >= dispatched)
+
+
+def test_a_concurrency_paced_run_stops_at_its_max_duration(server):
+    rec = client.run(config(server, ["stall"] * 6, max_concurrency=2, max_duration_s=0.5))
+    assert rec.extra["deadline_reached"] is True
+    assert rec.error == ["cancelled: max duration reached"] * 2 + [
+        "not sent: max duration reached"
+    ] * 4
+
+
+def test_without_a_progress_line_ctrl_c_is_noticed_at_once(server):
+    """With nothing to refresh, the client sleeps until the run ends, and a signal wakes it:
+    two Ctrl-Cs 0.3 s apart are both seen (the first stops sending, the second aborts the
+    stalled request, which would end by itself after 3 s)."""
+
+    def interrupt() -> None:
+        for _ in range(2):
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        start = time.monotonic()
+        rec = client.run(config(server, ["stall"] * 3, max_concurrency=1))
+        took = time.monotonic() - start
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert took < 2.0
+    assert rec.cancelled
+    assert rec.error == ["cancelled"] + ["not sent: run cancelled"] * 2
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,10 @@ class RunHandle:
         """A run with ``stream_records``: the requests that finished since the last call, in
         record order (``record_index``), removed from the core; ``None`` when there are none.
         Run-level fields (t0, cancelled, ...) are meaningful only in ``wait``'s records."""
+    def done_fd(self) -> int:
+        """A descriptor that turns readable when the run has ended, and stays so while the
+        handle lives: wait on it with ``select``, which Ctrl-C interrupts (``wait`` is not
+        interrupted until its timeout passes)."""
     def wait(self, timeout_s: float | None = None) -> Records | None:
         """Block (GIL released) until the run ends; ``None`` if ``timeout_s`` passed first.
         With ``stream_records`` its records are those not taken by ``take_finished``."""

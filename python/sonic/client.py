@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -30,8 +31,13 @@ import numpy as np
 from sonic import _core
 from sonic.records import RunRecords
 
-POLL_S = 0.1  # how often the progress line is refreshed (and Ctrl-C noticed)
+# How often a progress line on a terminal is refreshed, a monitor consulted and a streamed
+# run's records taken. A run with none of these only wakes when it ends or a signal comes.
+POLL_S = 0.1
 PLAIN_EVERY_S = 10.0  # progress cadence when stderr is not a terminal
+# The longest wait between looks at the run: a Ctrl-C interrupts the wait at once, but should
+# the kernel deliver it to another thread, it is noticed at the next look.
+IDLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -291,6 +297,12 @@ class _ProgressLine:
         )
         return line + (f" [{self.note}]" if self.note else "")
 
+    def due_in(self) -> float:
+        """Seconds until the line wants a new snapshot."""
+        if self.tty:
+            return POLL_S
+        return max(0.0, PLAIN_EVERY_S - (time.monotonic() - self.last_plain))
+
     def update(self, p: dict[str, Any]) -> None:
         if self.tty:
             self.out.write("\r\x1b[2K" + self.render(p))
@@ -346,6 +358,14 @@ def _take(handle, writer) -> None:
         writer.append(to_records(raw), raw["record_index"])
 
 
+def _until_end(handle, timeout: float) -> None:
+    """Sleep until the run ends or ``timeout`` passes. ``select`` on the handle's descriptor,
+    not ``handle.wait``: a signal interrupts it (Ctrl-C raises here at once), and no timed
+    wake-up is needed to notice one; each such wake-up costs tens of µs of CPU on a VM, which
+    at one stream is a visible share of the client's CPU per chunk."""
+    select.select([handle.done_fd()], [], [], timeout)
+
+
 def _drive(handle, progress, out, monitor, writer) -> RunRecords:
     bar = _ProgressLine(out or sys.stderr) if progress else None
     interrupts = 0
@@ -353,7 +373,9 @@ def _drive(handle, progress, out, monitor, writer) -> RunRecords:
     stopped: str | None = None
     while raw is None:
         try:
-            raw = handle.wait(POLL_S)
+            watching = writer is not None or (monitor is not None and stopped is None)
+            _until_end(handle, POLL_S if watching else min(IDLE_S, bar.due_in() if bar else IDLE_S))
+            raw = handle.wait(0.0)
             if raw is None and writer is not None:
                 _take(handle, writer)
             if raw is None and (bar is not None or (monitor is not None and stopped is None)):

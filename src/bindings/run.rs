@@ -83,6 +83,11 @@ impl RunHandle {
         Ok(Some(records_dict(py, &r)?))
     }
 
+    /// A descriptor that turns readable when the run has ended (wait on it with `select`).
+    fn done_fd(&self) -> i32 {
+        self.inner.done_fd()
+    }
+
     #[pyo3(signature = (timeout_s = None))]
     fn wait<'py>(
         &self,

@@ -5,8 +5,11 @@
 //! A concurrency cap is a semaphore: a request whose time has come waits for a slot, and its
 //! intended time stays as scheduled (the wait shows as sent − intended, never as a shifted
 //! schedule). Waiting for a slot is FIFO, as the asyncio semaphore of vLLM and MAX is.
+//! A run that only the cap paces (no rate: every request due at t0) is sent by lanes inside
+//! the runtime instead, one per slot, in the same order (`run_lanes`).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -15,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::clock::{mono_ns, sleep_until};
 use super::failure::{NOT_SENT_CANCELLED, NOT_SENT_DEADLINE};
-use super::feed::Feed;
+use super::feed::{Behind, Feed, Ready};
 use super::request::{run_request, Outgoing, RequestCtx};
 use super::state::{Abort, RunState};
 use crate::recorder::{Finished, RequestRecord};
@@ -105,43 +108,19 @@ impl Dispatcher<'_> {
         permit: Option<OwnedSemaphorePermit>,
         done: impl FnOnce(RequestRecord) -> T + Send + 'static,
     ) -> JoinHandle<T> {
-        let rec = RequestRecord {
-            dispatched_ns: mono_ns() - self.ctx.t0_mono_ns,
-            ..RequestRecord::default()
-        };
-        self.state
-            .dispatched
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.state
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ctx = self.ctx.clone();
-        let state = self.state.clone();
+        let rec = sent(self.state, &self.ctx);
+        let (ctx, state) = (self.ctx.clone(), self.state.clone());
         let abort = self.state.abort_rx();
         self.rt.spawn(async move {
             let rec = run_request(ctx, out, rec, abort).await;
             drop(permit);
-            let counter = if rec.error.is_none() {
-                &state.completed
-            } else {
-                &state.failed
-            };
-            let kept = done(rec);
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            state
-                .in_flight
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            kept
+            ended(&state, rec, done)
         })
     }
 
     /// Why unsent requests were not sent (after the run's dispatching has ended).
     pub(super) fn unsent_reason(&self) -> &'static str {
-        if self
-            .state
-            .deadline_reached
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.state.deadline_reached.load(Relaxed) {
             NOT_SENT_DEADLINE
         } else {
             NOT_SENT_CANCELLED
@@ -151,9 +130,7 @@ impl Dispatcher<'_> {
     /// After dispatching stopped for `why`: a deadline aborts what is still in flight.
     pub(super) fn stopped_by(&self, why: Option<Wait>) {
         if matches!(why, Some(Wait::Deadline)) {
-            self.state
-                .deadline_reached
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.state.deadline_reached.store(true, Relaxed);
             self.state.abort(Abort::Deadline);
         }
     }
@@ -163,6 +140,11 @@ impl Dispatcher<'_> {
     pub fn run(&self, intended_ns: &[i64], mut feed: Feed) -> Vec<Finished> {
         let t0 = self.ctx.t0_mono_ns;
         let n = intended_ns.len();
+        if let Some(cap) = self.semaphore.as_ref().map(|s| s.available_permits()) {
+            if intended_ns.iter().all(|&t| t <= 0) {
+                return self.run_lanes(cap, intended_ns, feed);
+            }
+        }
         let streaming = self.state.handoff.streaming();
         let mut running = Running::new(if streaming { REAP_EVERY } else { usize::MAX });
         let mut stopped_by = None;
@@ -204,6 +186,140 @@ impl Dispatcher<'_> {
                 .map(|i| Finished::request(i, intended_ns[i], RequestRecord::not_sent(unsent))),
         );
         kept
+    }
+}
+
+impl Dispatcher<'_> {
+    /// A run that only a concurrency cap paces (every request due at t0): `cap` lanes in the
+    /// runtime, each sending the next request as soon as its last one ends. Requests go in
+    /// index order, exactly when the semaphore would let them, without the dispatcher thread:
+    /// no wake-up of another thread per request (on a VM each costs tens of µs of CPU).
+    fn run_lanes(&self, cap: usize, intended_ns: &[i64], feed: Feed) -> Vec<Finished> {
+        let n = intended_ns.len();
+        let queue = Arc::new(Mutex::new(Queue {
+            feed,
+            next: 0,
+            stopped_by: None,
+        }));
+        let lanes: Vec<JoinHandle<Vec<Finished>>> = (0..cap.min(n))
+            .map(|_| {
+                let lane = Lane {
+                    queue: queue.clone(),
+                    ctx: self.ctx.clone(),
+                    state: self.state.clone(),
+                    deadline_abs_ns: self.deadline_abs_ns,
+                };
+                self.rt.spawn(lane.run())
+            })
+            .collect();
+        let mut kept = Vec::new();
+        for lane in lanes {
+            match self.rt.block_on(lane) {
+                Ok(k) => kept.extend(k),
+                // A bug in a lane: the dispatcher thread's guard reports it.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {}
+            }
+        }
+        let (launched, why) = {
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            (q.next, q.stopped_by.take())
+        };
+        self.stopped_by(why);
+        let unsent = self.unsent_reason();
+        kept.extend(
+            (launched..n)
+                .map(|i| Finished::request(i, intended_ns[i], RequestRecord::not_sent(unsent))),
+        );
+        kept
+    }
+}
+
+/// Count a request as sent and open its record, stamped now.
+fn sent(state: &RunState, ctx: &RequestCtx) -> RequestRecord {
+    state.dispatched.fetch_add(1, Relaxed);
+    state.in_flight.fetch_add(1, Relaxed);
+    RequestRecord {
+        dispatched_ns: mono_ns() - ctx.t0_mono_ns,
+        ..RequestRecord::default()
+    }
+}
+
+/// A request has ended: `done` takes its record (a streamed run hands it over there), then
+/// it counts as completed or failed.
+fn ended<T>(state: &RunState, rec: RequestRecord, done: impl FnOnce(RequestRecord) -> T) -> T {
+    let counter = if rec.error.is_none() {
+        &state.completed
+    } else {
+        &state.failed
+    };
+    let kept = done(rec);
+    counter.fetch_add(1, Relaxed);
+    state.in_flight.fetch_sub(1, Relaxed);
+    kept
+}
+
+/// The requests that the lanes of a concurrency-paced run take in turn.
+struct Queue {
+    feed: Feed,
+    /// Index of the next request to send (= requests taken so far).
+    next: usize,
+    /// Why a lane stopped taking requests, if one did.
+    stopped_by: Option<Wait>,
+}
+
+/// One lane of `run_lanes`: sends a request, waits for its end, takes the next.
+struct Lane {
+    queue: Arc<Mutex<Queue>>,
+    ctx: Arc<RequestCtx>,
+    state: Arc<RunState>,
+    deadline_abs_ns: Option<i64>,
+}
+
+impl Lane {
+    async fn run(self) -> Vec<Finished> {
+        let mut kept = Vec::new();
+        let abort = self.state.abort_rx();
+        while let Some((index, (body, id), rec)) = self.take() {
+            let out = Outgoing {
+                body,
+                id,
+                session: None,
+            };
+            let rec = run_request(self.ctx.clone(), out, rec, abort.clone()).await;
+            let state = &self.state;
+            let offered = ended(state, rec, |rec| {
+                state.handoff.offer(Finished::request(index, 0, rec))
+            });
+            kept.extend(offered);
+        }
+        kept
+    }
+
+    /// The next request, its index and its record (counted as sent, stamped while the queue
+    /// is held, so stamps follow the index), unless the run stopped, its deadline passed or
+    /// every request was taken.
+    fn take(&self) -> Option<(usize, Ready, RequestRecord)> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.stopped_by.is_some() {
+            return None;
+        }
+        if self.state.stopped() {
+            q.stopped_by = Some(Wait::Stop);
+            return None;
+        }
+        if self.deadline_abs_ns.is_some_and(|d| mono_ns() >= d) {
+            q.stopped_by = Some(Wait::Deadline);
+            return None;
+        }
+        // The preparer is a window ahead; should it fall behind, wait off the worker.
+        let ready = match q.feed.try_next() {
+            Ok(r) => r,
+            Err(Behind) => tokio::task::block_in_place(|| q.feed.next()),
+        }?;
+        let index = q.next;
+        q.next += 1;
+        Some((index, ready, sent(&self.state, &self.ctx)))
     }
 }
 

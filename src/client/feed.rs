@@ -4,7 +4,7 @@
 //! holds every body at once, and the dispatcher never serialises JSON; a preparer that falls
 //! behind (it builds a body in about a microsecond) would show as dispatch lag.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 
 use bytes::Bytes;
 use reqwest::header::HeaderValue;
@@ -138,6 +138,23 @@ impl Feed {
     }
 }
 
+/// The preparer has not made the next request yet.
+pub struct Behind;
+
+impl Feed {
+    /// The next request if it is ready now (`Ok(None)`: there are no more).
+    pub fn try_next(&mut self) -> Result<Option<Ready>, Behind> {
+        if let Some(r) = self.head.next() {
+            return Ok(Some(r));
+        }
+        match self.rest.as_ref().map(|rx| rx.try_recv()) {
+            None | Some(Err(TryRecvError::Disconnected)) => Ok(None),
+            Some(Ok(r)) => Ok(Some(r)),
+            Some(Err(TryRecvError::Empty)) => Err(Behind),
+        }
+    }
+}
+
 impl Iterator for Feed {
     type Item = Ready;
 
@@ -211,6 +228,21 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(body).unwrap();
             assert_eq!(v["prompt"], format!("p{i}"));
         }
+    }
+
+    #[test]
+    fn try_next_gives_the_same_order_and_says_when_the_preparer_is_behind() {
+        let mut feed = Feed::start(requests(23), source("r-"), 5).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match feed.try_next() {
+                Ok(Some(r)) => got.push(r),
+                Ok(None) => break,
+                Err(Behind) => std::thread::yield_now(),
+            }
+        }
+        assert_in_order(&got, 23);
+        assert!(matches!(feed.try_next(), Ok(None)), "stays at the end");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! A whole run: validate and prepare everything, then hand it to a dispatcher thread that owns
 //! the tokio runtime and the HTTP client; the handle polls, cancels and waits for the records.
 
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -34,7 +37,27 @@ pub enum RunError {
 type Outcome = Result<Arc<Records>, String>;
 
 /// Where the dispatcher thread leaves its outcome for `RunHandle::wait`.
-type Slot = Arc<(Mutex<Option<Outcome>>, Condvar)>;
+type Slot = Arc<Ending>;
+
+/// The run's outcome once it is in, and two ways to wait for it.
+struct Ending {
+    outcome: Mutex<Option<Outcome>>,
+    arrived: Condvar,
+    /// A socket pair whose read end turns readable when the outcome is in: a caller can wait
+    /// for it in `select`/`poll`, which a signal interrupts (Python's Ctrl-C), where a
+    /// condition variable's wait is not; no timed wake-ups are needed to stay responsive.
+    done: (UnixStream, UnixStream),
+}
+
+impl Ending {
+    fn new() -> std::io::Result<Slot> {
+        Ok(Arc::new(Ending {
+            outcome: Mutex::new(None),
+            arrived: Condvar::new(),
+            done: UnixStream::pair()?,
+        }))
+    }
+}
 
 /// A run in progress.
 pub struct RunHandle {
@@ -68,7 +91,7 @@ impl RunHandle {
     /// The records once the run has ended; `None` if `timeout` passes first. A streamed run's
     /// are those not taken by `take_finished` before it ended, and every unsent request.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Result<Arc<Records>, RunError>> {
-        let (lock, cv) = &*self.result;
+        let (lock, cv) = (&self.result.outcome, &self.result.arrived);
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         let guard = match timeout {
             None => cv
@@ -81,6 +104,12 @@ impl RunHandle {
             }
         };
         guard.clone().map(|o| o.map_err(RunError::Internal))
+    }
+
+    /// A descriptor that turns readable (and stays so) when the run has ended; valid while
+    /// the handle lives.
+    pub fn done_fd(&self) -> RawFd {
+        self.result.done.0.as_raw_fd()
     }
 }
 
@@ -99,9 +128,10 @@ fn guarded(state: &RunState, slot: &Slot, body: impl FnOnce() -> Records) {
                 .unwrap_or_else(|| "the dispatcher panicked".into())
         });
     state.finished.store(true, Relaxed);
-    let (lock, cv) = &**slot;
-    *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-    cv.notify_all();
+    *slot.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    slot.arrived.notify_all();
+    // One byte into an empty socket buffer: cannot block, and nothing else is written there.
+    let _ = (&slot.done.1).write_all(&[1]);
 }
 
 impl Drop for RunHandle {
@@ -302,7 +332,7 @@ pub fn start_run_parts(json: &str, parts: Vec<String>) -> Result<RunHandle, RunE
         (build_client(&cfg, pool.max(1))?, build_client(&cfg, 0)?)
     };
     let state = Arc::new(RunState::new(n as u64, cfg.stream_records));
-    let result = Arc::new((Mutex::new(None), Condvar::new()));
+    let result = Ending::new().map_err(|e| RunError::Start(e.to_string()))?;
     let handle = RunHandle {
         state: state.clone(),
         result: result.clone(),
@@ -382,7 +412,17 @@ mod guard_tests {
     use super::*;
 
     fn slot() -> Slot {
-        Arc::new((Mutex::new(None), Condvar::new()))
+        Ending::new().expect("a socket pair")
+    }
+
+    fn readable(fd: RawFd) -> bool {
+        let mut pfd = [libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd, no timeout.
+        unsafe { libc::poll(pfd.as_mut_ptr(), 1, 0) == 1 }
     }
 
     #[test]
@@ -413,8 +453,13 @@ mod guard_tests {
     fn a_normal_end_leaves_the_records() {
         let state = Arc::new(RunState::new(0, false));
         let result = slot();
-        guarded(&state, &result, Records::default);
         let handle = RunHandle { state, result };
+        assert!(!readable(handle.done_fd()), "not readable before the end");
+        guarded(&handle.state, &handle.result, Records::default);
+        assert!(
+            readable(handle.done_fd()),
+            "readable once the outcome is in"
+        );
         assert!(matches!(handle.wait(None), Some(Ok(_))));
     }
 }
