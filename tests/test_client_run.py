@@ -382,9 +382,10 @@ def test_a_concurrency_paced_run_sends_in_index_order(server):
 def test_a_concurrency_paced_run_stops_at_its_max_duration(server):
     rec = client.run(config(server, ["stall"] * 6, max_concurrency=2, max_duration_s=0.5))
     assert rec.extra["deadline_reached"] is True
-    assert rec.error == ["cancelled: max duration reached"] * 2 + [
-        "not sent: max duration reached"
-    ] * 4
+    assert (
+        rec.error
+        == ["cancelled: max duration reached"] * 2 + ["not sent: max duration reached"] * 4
+    )
 
 
 def test_without_a_progress_line_ctrl_c_is_noticed_at_once(server):

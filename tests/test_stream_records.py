@@ -315,19 +315,21 @@ def test_requests_go_to_the_core_in_parts_and_errors_name_the_request_in_the_run
     )  # fmt: skip
     head, parts = config.to_core()
     assert json.loads(head)["requests"] == []
+    assert iter(parts) is parts  # made one at a time, as the core takes them
     assert [len(json.loads(p)) for p in parts] == [per, 7]
     bad = list(requests)
     bad[per + 5] = client.RequestSpec(prompt=None, max_tokens=2)
     with pytest.raises(_core.CoreError, match=rf"requests\[{per + 5}\]: .*needs a prompt"):
         client.run(replace(config, requests=bad))
-    head, parts = replace(config, requests=requests[:3]).to_core()
+    head, made = replace(config, requests=requests[:3]).to_core()
+    parts = list(made)
     broken = parts[0].replace('"max_tokens":2', '"max_tokens":"two"', 1)
     with pytest.raises(_core.CoreError, match=r"requests\[0\]\.max_tokens: invalid type"):
         _core.start_run(head, [broken])
     with pytest.raises(_core.CoreError, match=r"requests\[3\]\.max_tokens: invalid type"):
         _core.start_run(head, [parts[0], broken])
     with pytest.raises(_core.CoreError, match=r"requests \(from request 3\)"):
-        _core.start_run(head, [parts[0], "not json"])
+        _core.start_run(head, iter([parts[0], "not json"]))
 
 
 def test_the_report_reads_send_and_end_times_from_either_raw_records_file(faulty_run, tmp_path):

@@ -1,5 +1,6 @@
 """Typed stub of the Rust extension ``sonic._core`` (see src/lib.rs for the boundary)."""
 
+from collections.abc import Iterable
 from typing import TypedDict
 
 import numpy as np
@@ -130,11 +131,12 @@ class Histogram:
     @property
     def max(self) -> int | None: ...
 
-def start_run(config_json: str, request_parts: list[str] | None = None) -> RunHandle:
+def start_run(config_json: str, request_parts: Iterable[str] | None = None) -> RunHandle:
     """Start a run described by a JSON RunConfig (see sonic/client.py): requests or
     sessions; Progress counts one request per session turn. ``request_parts``: more requests,
-    after the configuration's, as JSON arrays; each is checked now and parsed again when the
-    run reaches it (a long run's workload never held parsed whole)."""
+    after the configuration's, as JSON arrays (any iterable, taken one at a time); each is
+    checked now and parsed again when the run reaches it (a long run's workload never held
+    parsed whole)."""
 
 def schedule_preview(schedule_json: str, n: int) -> npt.NDArray[np.float64]:
     """Intended arrival offsets in seconds for n requests of a JSON ScheduleSpec (its own

@@ -31,6 +31,10 @@ SUFFIX = ".records.arrow"
 # (0.1 s), which at low rates is a few rows; reading back 10^5 tiny batches would be slow.
 WRITE_ROWS = 8192
 
+# Batches appended between two returns of freed memory to the system (about a second of a
+# run: the core hands over a batch every poll).
+RELEASE_EVERY = 10
+
 # Per-request scalar columns: name -> (numpy dtype, value of a request never reported).
 SCALARS: dict[str, tuple[type, int]] = {
     "intended_ns": (np.int64, -1),
@@ -179,6 +183,7 @@ class RecordWriter:
         self.total = int(total)
         self.rows = 0
         self.chunks = 0
+        self.appended = 0
         self._sink = self.pa.OSFile(str(self.path), "wb")
         self._writer = self.pa.ipc.new_file(self._sink, _schema(self.pa, True))
         self.scalars = {k: np.full(self.total, fill, dtype=t) for k, (t, fill) in SCALARS.items()}
@@ -199,6 +204,9 @@ class RecordWriter:
         self._pending_rows += int(index.size)
         if self._pending_rows >= WRITE_ROWS:
             self._flush()
+        self.appended += 1
+        if self.appended % RELEASE_EVERY == 0:
+            release_freed_memory()  # the records and batches freed since the last time
         self.seen[index] = True
         self.rows += int(index.size)
         self.chunks += int(np.asarray(rec.chunk_ns).shape[0])
@@ -348,9 +356,11 @@ def remove_quietly(path: str) -> None:
 
 
 def release_freed_memory() -> None:
-    """Hand the allocator's freed pages back to the system (glibc's malloc_trim) after a
-    streamed run, before its metrics: the records and bodies freed during the run leave
-    holes that would otherwise stay resident. Nothing happens where there is no glibc."""
+    """Hand freed pages back to the system: Arrow's pool keeps freed buffers for reuse, and
+    glibc keeps the holes that records and bodies freed by a streamed run leave (malloc_trim
+    returns them). Called during a streamed run, after it and after its metrics, whose
+    batches would otherwise stay resident. Nothing happens where there is no glibc."""
+    _pa().default_memory_pool().release_unused()
     try:
         import ctypes
 

@@ -111,15 +111,21 @@ impl RunHandle {
 }
 
 /// Validate a JSON RunConfig and start the run in the background. `request_parts`: more
-/// requests, after the configuration's, as JSON arrays (parsed as the run reaches them).
+/// requests, after the configuration's, as JSON arrays (parsed as the run reaches them), from
+/// any iterable: each is copied as it comes, so a generator never holds them all in Python.
 #[pyfunction]
 #[pyo3(signature = (config_json, request_parts = None))]
 fn start_run(
     py: Python<'_>,
     config_json: &str,
-    request_parts: Option<Vec<String>>,
+    request_parts: Option<Bound<'_, PyAny>>,
 ) -> PyResult<RunHandle> {
-    let parts = request_parts.unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(iterable) = request_parts {
+        for part in iterable.try_iter()? {
+            parts.push(part?.extract::<String>()?);
+        }
+    }
     let inner = py
         .detach(|| core_start_run_parts(config_json, parts))
         .map_err(core_err)?;

@@ -13,7 +13,7 @@ use super::body::body_bytes;
 use super::config::{ApiKind, BodyOptions, ConfigError, RequestParts, RequestSpec};
 
 /// Requests prepared ahead of the dispatcher.
-pub const WINDOW: usize = 65_536;
+pub const WINDOW: usize = 16_384;
 
 /// What a body and an id are made from.
 pub struct BodySource {

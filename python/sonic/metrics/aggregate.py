@@ -294,17 +294,19 @@ def _max_tokens_per_s(req: RequestMetrics) -> float:
 
 
 def _max_concurrency(req: RequestMetrics) -> int:
-    """Exact peak of overlapping [send, end) intervals of successful requests (sweep line;
-    an end and a start at the same instant do not overlap)."""
+    """Exact peak of overlapping [send, end) intervals of successful requests (an end and a
+    start at the same instant do not overlap). The peak is reached at a start: the starts
+    up to it minus the ends up to it, from the two sorted columns (no merged event array,
+    which at 10^6 requests held about 100 MB for a moment)."""
     m = req.success & ~np.isnan(req.e2el_s)
     if not m.any():
         return 0
-    starts = req.sent_s[m]
-    ends = starts + req.e2el_s[m]
-    t = np.concatenate([starts, ends])
-    d = np.concatenate([np.ones(starts.size, np.int64), -np.ones(ends.size, np.int64)])
-    order = np.lexsort((d, t))
-    return int(np.cumsum(d[order]).max())
+    ends = np.sort(req.sent_s[m] + req.e2el_s[m])
+    starts = np.sort(req.sent_s[m])
+    ended = np.searchsorted(ends, starts, side="right")
+    # The last start of a tie counts every start at that instant.
+    started = np.searchsorted(starts, starts, side="right")
+    return int((started - ended).max())
 
 
 def _token_discrepancy(req: RequestMetrics, retokenize: Retokenize) -> TokenDiscrepancy:

@@ -343,6 +343,7 @@ def _streamed(
             writer.write(index, m.chunks)  # type: ignore[arg-type]
     finally:
         writer.close()
+    recordfile.release_freed_memory()
     return RequestMetrics(
         n=n,
         success=success,
