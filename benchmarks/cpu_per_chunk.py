@@ -32,10 +32,11 @@ from the kernel when it exits:
 Both start-ups are printed: they hold different things (vllm-bench's a whole process with its
 tokenizer and prompts, sonic's the run alone), so they are not compared.
 
-Printed per load, medians of ``--repeat`` runs of each client: CPU per chunk (µs) of each,
-sonic's phases, ratios against vllm-bench and the floor, and each client's TTFT error against
-the sim's 20 ms (mean, p99). The chunk count is the floor's SSE events per request x requests
-(the same sim, the same answers).
+Each load is run in ``--repeat`` rounds, each round running every client once, so that the
+machine's drift reaches them alike. Printed per load, medians over the rounds: CPU per chunk
+(µs) of each, sonic's phases, ratios against vllm-bench (and each round's own ratio) and the
+floor, and each client's TTFT error against the sim's 20 ms (mean, p99). The chunk count is
+the floor's SSE events per request x requests (the same sim, the same answers).
 """
 
 from __future__ import annotations
@@ -225,6 +226,8 @@ def main() -> None:
     ap.add_argument("--loads", default="1:100,64:1200,256:2400", help="STREAMS:REQUESTS,...")
     ap.add_argument("--repeat", type=int, default=3, help="runs per client; medians printed")
     args = ap.parse_args()
+    import numpy as np
+
     if not FLOOR.is_file():
         sys.exit("build the floor first: cargo build --release --example floor_reader")
     from sonic.sim import SimProcess
@@ -233,17 +236,25 @@ def main() -> None:
     with SimProcess("--tokenizer", str(TOKENIZER), *flags) as server:
         for load in args.loads.split(","):
             streams, requests = (int(x) for x in load.split(":"))
-            fl = _median([floor(server.url, streams, requests) for _ in range(args.repeat)])
+            # Round-robin: each round runs every client once, so the machine's drift over the
+            # minutes a load takes reaches them all alike; ratios are taken within a round.
+            rounds: list[dict] = []
+            for _ in range(args.repeat):
+                r = {"floor": floor(server.url, streams, requests)}
+                if REQWEST.is_file():
+                    r["reqwest"] = floor(server.url, streams, requests, REQWEST)
+                r["sonic"] = sonic(server.url, streams, requests)
+                if args.vllm_bench:
+                    r["vllm"] = vllm_bench(args.vllm_bench, server.url, streams, requests)
+                rounds.append(r)
+            fl = _median([r["floor"] for r in rounds])
             per_request = fl["events"] / requests
 
             def us(cpu: float, n: int, per_request: float = per_request) -> float:
                 return 1e6 * cpu / (per_request * n)
 
-            rq = None
-            if REQWEST.is_file():
-                runs = [floor(server.url, streams, requests, REQWEST) for _ in range(args.repeat)]
-                rq = _median(runs)
-            so = _median([sonic(server.url, streams, requests) for _ in range(args.repeat)])
+            rq = _median([r["reqwest"] for r in rounds]) if REQWEST.is_file() else None
+            so = _median([r["sonic"] for r in rounds])
             n = so["requests"]
             hot = us(so["run_s"], n)
             after = {k: us(so[f"{k}_s"], n) for k in ("metrics", "retokenize", "result")}
@@ -259,17 +270,29 @@ def main() -> None:
                 f"{so['ttft_ms'][0] - TTFT_MS:+.2f}/{so['ttft_ms'][1] - TTFT_MS:+.2f} ms"
             )
             if args.vllm_bench:
-                runs = [vllm_bench(args.vllm_bench, server.url, streams, requests)]
-                runs += [vllm_bench(args.vllm_bench, server.url, streams, requests)
-                         for _ in range(args.repeat - 1)]  # fmt: skip
-                vb = _median(runs)
+                vb = _median([r["vllm"] for r in rounds])
                 vb_us = us(vb["cpu_s"], vb["requests"])
+
+                def total(r: dict) -> float:
+                    s = r["sonic"]
+                    return sum(s[f"{k}_s"] for k in ("run", "metrics", "retokenize", "result"))
+
+                def per_request(cpu: float, n: int) -> float:
+                    return cpu / n
+
+                ratios = [
+                    per_request(total(r), r["sonic"]["requests"])
+                    / per_request(r["vllm"]["cpu_s"], r["vllm"]["requests"])
+                    for r in rounds
+                ]
                 line += (
                     f" | vllm-bench {vb_us:5.2f} µs (start-up {vb['startup_s'] * 1e3:.0f} ms; "
                     f"TTFT err {vb['ttft_ms'][0] - TTFT_MS:+.2f}"
                     f"/{vb['ttft_ms'][1] - TTFT_MS:+.2f} ms) | sonic run ÷ vllm-bench "
                     f"{hot / vb_us:.2f}, sonic total ÷ vllm-bench "
-                    f"{(hot + sum(after.values())) / vb_us:.2f}, "
+                    f"{(hot + sum(after.values())) / vb_us:.2f} (per round: "
+                    + ", ".join(f"{x:.2f}" for x in ratios)
+                    + f"; median {float(np.median(ratios)):.2f}), "
                     f"sonic run ÷ floor {hot / us(fl['cpu_s'], requests):.2f}"
                 )
             print(line, flush=True)
