@@ -3,8 +3,9 @@
 Everything timed happens in the Rust core (``sonic._core``): the configuration is serialised
 to JSON once, the core prepares request bodies ahead of the dispatcher (all of them before t0
 for a run of up to 16,384 requests, then a thread stays that far ahead: src/client/feed.rs),
-and Python only polls the progress counters and receives the columnar records at the end (or
-takes them in batches while the run goes: ``record_file``). Ctrl-C never loses what was
+and Python only waits for the end (polling the progress counters when a progress line or a
+monitor wants them), then receives the columnar records (or takes them in batches while the
+run goes: ``record_file``). Ctrl-C never loses what was
 measured: the first one stops dispatching and lets in-flight requests finish, the second one
 aborts them; either way the records come back with ``cancelled=True``.
 
