@@ -364,23 +364,36 @@ def _take(handle, writer) -> None:
         writer.append(to_records(raw), raw["record_index"])
 
 
-def _until_end(handle, timeout: float) -> None:
-    """Sleep until the run ends or ``timeout`` passes. ``select`` on the handle's descriptor,
-    not ``handle.wait``: a signal interrupts it (Ctrl-C raises here at once), and no timed
-    wake-up is needed to notice one; each such wake-up costs tens of µs of CPU on a VM, which
-    at one stream is a visible share of the client's CPU per chunk."""
-    select.select([handle.done_fd()], [], [], timeout)
+def _end_waiter(handle) -> Callable[[float], object]:
+    """Sleep until the run ends or a timeout (s) passes: ``poll`` on the handle's descriptor,
+    not ``handle.wait``, because a signal interrupts it (Ctrl-C raises there at once), so no
+    timed wake-up is needed to notice one; each such wake-up costs tens of µs of CPU on a VM,
+    which at one stream is a visible share of the client's CPU per chunk. (``poll``, not
+    ``select``: a process with 1,024 descriptors open would be out of ``select``'s range.)"""
+    waiter = select.poll()
+    waiter.register(handle.done_fd(), select.POLLIN)
+    return lambda timeout: waiter.poll(timeout * 1000.0)
+
+
+def _next_look(bar: _ProgressLine | None, watching: bool) -> float:
+    """Seconds until the loop has something to do besides noticing the end: a monitor or a
+    records file every POLL_S, else the progress line's own cadence, at most IDLE_S."""
+    if watching:
+        return POLL_S
+    return min(IDLE_S, bar.due_in()) if bar is not None else IDLE_S
 
 
 def _drive(handle, progress, out, monitor, writer) -> RunRecords:
     bar = _ProgressLine(out or sys.stderr) if progress else None
+    until_end = _end_waiter(handle)
     interrupts = 0
     raw = None
     stopped: str | None = None
     while raw is None:
         try:
-            watching = writer is not None or (monitor is not None and stopped is None)
-            _until_end(handle, POLL_S if watching else min(IDLE_S, bar.due_in() if bar else IDLE_S))
+            until_end(
+                _next_look(bar, writer is not None or (monitor is not None and stopped is None))
+            )
             raw = handle.wait(0.0)
             if raw is None and writer is not None:
                 _take(handle, writer)
