@@ -187,9 +187,7 @@ impl Dispatcher<'_> {
         );
         kept
     }
-}
 
-impl Dispatcher<'_> {
     /// A run that only a concurrency cap paces (every request due at t0): `cap` lanes in the
     /// runtime, each sending the next request as soon as its last one ends. Requests go in
     /// index order, exactly when the semaphore would let them, without the dispatcher thread:
