@@ -9,18 +9,22 @@ For each thread count from 1 to N (default: the host's available cores, at least
 chunks per client CPU-second and the TTFT error against the engine's configured TTFT at 64
 and 256 concurrent streams, then the dispatch lag p99 at increasing request rates and the
 highest rate whose lag p99 stays under 1 ms. The sim shares the host: on a machine with few
-cores it competes with the client, and the table says so by its TTFT error.
+cores it competes with the client, and the table says so by its TTFT error. With ``--pin``
+the sim's threads are pinned to the last available core and the client to the others (thread
+counts then stop at those cores), so the two no longer compete for a core.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 
-from client_overhead import ITL_MS, TTFT_MS, config, measure, sim
+from client_overhead import ITL_MS, TTFT_MS, config, measure
+from sonic.sim import SimProcess
 
 STREAMS = (64, 256)
 RATES = (500.0, 1000.0, 2000.0, 5000.0, 10000.0)
@@ -32,18 +36,51 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer requests per point")
     p.add_argument("--max-threads", type=int, default=max(cores, 2), help="highest thread count")
+    p.add_argument(
+        "--pin", action="store_true", help="the sim on the last core, the client on the rest"
+    )
     ns = p.parse_args()
     scale = 0.25 if ns.quick else 1.0
-    threads = range(1, ns.max_threads + 1)
+    available = sorted(os.sched_getaffinity(0))
+    if ns.pin and len(available) < 2:
+        p.error("--pin needs at least two available cores")
+    client_cores = set(available[:-1]) if ns.pin else set(available)
+    max_threads = min(ns.max_threads, len(client_cores)) if ns.pin else ns.max_threads
+    threads = range(1, max_threads + 1)
+
+    @contextmanager
+    def engine(output_len: int, ttft_ms: float = TTFT_MS, itl_ms: float = ITL_MS):
+        """The sim in exact mode in its own process; with --pin its threads (all started by
+        now) on the last core and this process on the others."""
+        flags = [
+            "--ttft-ms",
+            str(ttft_ms),
+            "--itl-ms",
+            str(itl_ms),
+            "--output-len",
+            str(output_len),
+        ]
+        with SimProcess(*flags) as server:
+            url = server.url
+            if ns.pin:
+                for tid in os.listdir(f"/proc/{server.proc.pid}/task"):
+                    os.sched_setaffinity(int(tid), {available[-1]})
+                os.sched_setaffinity(0, client_cores)
+            try:
+                yield url
+            finally:
+                os.sched_setaffinity(0, set(available))
+
+    pinned = f"; sim pinned to core {available[-1]}" if ns.pin else ""
     print(f"sonic client threads ({cores} available cores), sim exact mode TTFT {TTFT_MS} ms, "
-          f"ITL {ITL_MS} ms")  # fmt: skip
+          f"ITL {ITL_MS} ms{pinned}")  # fmt: skip
     print(f"{'threads':>7} {'streams':>8} {'chunks/CPU-s':>13} {'TTFT err mean':>14} "
           f"{'TTFT err p99':>13} {'failed':>7}")  # fmt: skip
     output_len = 100
     for t in threads:
         for streams in STREAMS:
             n = max(streams, int(streams * 4 * scale))
-            with sim(output_len) as url:
+            with engine(output_len) as url:
                 m = measure(replace(config(url, n, output_len, None, streams), client_threads=t))
             err = m.ttft_err_ms
             print(f"{t:>7} {streams:>8} {m.chunks_per_cpu_s:>13,.0f} {err.mean():>11.3f} ms "
@@ -55,7 +92,7 @@ def main() -> int:
         cells, best = [], None
         for rate in RATES:
             n = max(200, int(rate * 2 * scale))
-            with sim(1, ttft_ms=1.0, itl_ms=1.0) as url:
+            with engine(1, ttft_ms=1.0, itl_ms=1.0) as url:
                 m = measure(replace(config(url, n, 1, rate, None), client_threads=t))
             p99 = float(np.percentile(m.lag_ms, 99))
             cells.append(f"{p99:>10.3f} ms")
