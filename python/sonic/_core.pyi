@@ -108,7 +108,7 @@ class RunHandle:
         Run-level fields (t0, cancelled, ...) are meaningful only in ``wait``'s records."""
     def done_fd(self) -> int:
         """A descriptor that turns readable when the run has ended, and stays so while the
-        handle lives: wait on it with ``select``, which Ctrl-C interrupts (``wait`` is not
+        handle lives: wait on it with ``select.poll``, which Ctrl-C interrupts (``wait`` is not
         interrupted until its timeout passes)."""
     def wait(self, timeout_s: float | None = None) -> Records | None:
         """Block (GIL released) until the run ends; ``None`` if ``timeout_s`` passed first.

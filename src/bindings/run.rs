@@ -83,7 +83,7 @@ impl RunHandle {
         Ok(Some(records_dict(py, &r)?))
     }
 
-    /// A descriptor that turns readable when the run has ended (wait on it with `select`).
+    /// A descriptor that turns readable when the run has ended (wait on it with `poll`).
     fn done_fd(&self) -> i32 {
         self.inner.done_fd()
     }
