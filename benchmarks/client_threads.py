@@ -6,29 +6,62 @@ Run on demand (not a test; timings on a shared machine are noisy):
     make install && .venv/bin/python benchmarks/client_threads.py [--quick] [--max-threads N]
 
 For each thread count from 1 to N (default: the host's available cores, at least 2): SSE
-chunks per client CPU-second and the TTFT error against the engine's configured TTFT at 64
-and 256 concurrent streams, then the dispatch lag p99 at increasing request rates and the
-highest rate whose lag p99 stays under 1 ms. The sim shares the host: on a machine with few
-cores it competes with the client, and the table says so by its TTFT error. With ``--pin``
-the sim's threads are pinned to the last available core and the client to the others (thread
-counts then stop at those cores), so the two no longer compete for a core.
+chunks per client CPU-second and the TTFT error against the engine's configured TTFT at 64,
+256 and 1,000 concurrent streams, then the dispatch lag p99 at increasing request rates and
+the highest rate whose lag p99 stays under 1 ms. The sim shares the host: on a machine with
+few cores it competes with the client, and the table says so by its TTFT error. With
+``--pin`` the sim's threads are pinned to the last available core and the client to the
+others (thread counts then stop at those cores), so the two no longer compete for a core.
+
+Beside each TTFT error: the sim's own lateness (its first tokens' mean delay past arrival +
+TTFT, from its /metrics), and, when built (``cargo build --release --example
+floor_reader``), the error of the floor reader (raw TCP, no parsing) on the same engine and
+cores: what this host allows any client. The client opens its connections before t0
+(``warm_connections``, as ``--num-warmups`` does), and so does the floor: a first wave that
+connects on the clock has each connect in its TTFT, which is real latency, not timing error.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from client_overhead import ITL_MS, TTFT_MS, config, measure
 from sonic.sim import SimProcess
+from sonic.telemetry.names import parse_metrics
 
-STREAMS = (64, 256)
+STREAMS = (64, 256, 1000)
 RATES = (500.0, 1000.0, 2000.0, 5000.0, 10000.0)
 LAG_BOUND_MS = 1.0
+FLOOR = Path(__file__).resolve().parents[1] / "target" / "release" / "examples" / "floor_reader"
+LATENESS = "sonic_sim:exact_first_token_lateness_seconds"
+
+
+def sim_lateness_ms(url: str) -> float:
+    """The sim's mean first-token lateness so far (ms), from its own histogram."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        samples = {s.name: s.value for s in parse_metrics(resp.read().decode())}
+    count = samples.get(LATENESS + "_count", 0.0)
+    return samples.get(LATENESS + "_sum", 0.0) / count * 1e3 if count else float("nan")
+
+
+def floor_ttft_err_ms(url: str, streams: int, n: int, output_len: int) -> np.ndarray:
+    """The floor reader's TTFT error (ms) on the same engine: its connections opened first,
+    then every stream's first request at once."""
+    body = json.dumps({"model": "sonic-sim", "prompt": "the floor reads this stream",
+                       "max_tokens": output_len, "ignore_eos": True, "stream": True})  # fmt: skip
+    host = url.split("://", 1)[1]
+    out = subprocess.run([str(FLOOR), host, str(streams), str(n), body], check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return np.asarray(json.loads(out)["ttft_ns"], dtype=np.float64) / 1e6 - TTFT_MS
 
 
 def main() -> int:
@@ -75,16 +108,30 @@ def main() -> int:
     print(f"sonic client threads ({cores} available cores), sim exact mode TTFT {TTFT_MS} ms, "
           f"ITL {ITL_MS} ms{pinned}")  # fmt: skip
     print(f"{'threads':>7} {'streams':>8} {'chunks/CPU-s':>13} {'TTFT err mean':>14} "
-          f"{'TTFT err p99':>13} {'failed':>7}")  # fmt: skip
+          f"{'TTFT err p99':>13} {'sim late mean':>14} {'failed':>7}")  # fmt: skip
     output_len = 100
     for t in threads:
         for streams in STREAMS:
             n = max(streams, int(streams * 4 * scale))
             with engine(output_len) as url:
-                m = measure(replace(config(url, n, output_len, None, streams), client_threads=t))
+                cfg = config(url, n, output_len, None, streams)
+                m = measure(replace(cfg, client_threads=t, warm_connections=streams))
+                late = sim_lateness_ms(url)
             err = m.ttft_err_ms
             print(f"{t:>7} {streams:>8} {m.chunks_per_cpu_s:>13,.0f} {err.mean():>11.3f} ms "
-                  f"{np.percentile(err, 99):>10.3f} ms {m.failed:>7}")  # fmt: skip
+                  f"{np.percentile(err, 99):>10.3f} ms {late:>11.3f} ms {m.failed:>7}")  # fmt: skip
+    if FLOOR.exists():
+        print(f"\nfloor reader on the same cores: {'streams':>8} {'TTFT err mean':>14} "
+              f"{'TTFT err p99':>13} {'sim late mean':>14}")  # fmt: skip
+        for streams in STREAMS:
+            n = max(streams, int(streams * 4 * scale))
+            with engine(output_len) as url:
+                err = floor_ttft_err_ms(url, streams, n, output_len)
+                late = sim_lateness_ms(url)
+            print(f"{'':>31} {streams:>8} {err.mean():>11.3f} ms "
+                  f"{np.percentile(err, 99):>10.3f} ms {late:>11.3f} ms")  # fmt: skip
+    else:
+        print("\nfloor reader: build it (cargo build --release --example floor_reader)")
     print()
     print(f"{'threads':>7} " + " ".join(f"{f'{r:.0f}/s p99':>13}" for r in RATES)
           + f" {'max rate, p99 < 1 ms':>22}")  # fmt: skip

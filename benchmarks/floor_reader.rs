@@ -7,9 +7,11 @@
 //!     cargo build --release --example floor_reader
 //!     target/release/examples/floor_reader HOST:PORT STREAMS REQUESTS BODY_JSON
 //!
-//! Prints `{"events": E, "requests": R, "wall_s": W}`.
+//! Prints `{"events": E, "requests": R, "wall_s": W, "ttft_ns": [...]}` (each request's time
+//! from just before its write to the first read that held an event).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use memchr::memmem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,21 +22,29 @@ mod harness;
 use harness::{drive, Args, Error, Tally};
 
 async fn stream(addr: String, request: Arc<Vec<u8>>, tally: Tally) -> Result<(), Error> {
-    let mut conn = TcpStream::connect(&addr).await?;
+    let conn = TcpStream::connect(&addr).await;
+    tally.connected().await;
+    let mut conn = conn?;
     conn.set_nodelay(true)?;
     let data = memmem::Finder::new(b"data:");
     let done = memmem::Finder::new(b"[DONE]");
     let mut buf = vec![0u8; 64 * 1024];
     while tally.claim() {
+        let written = Instant::now();
         conn.write_all(&request).await?;
         let (mut seen, mut finished, mut tail) = (0u64, false, Vec::new());
+        let mut first_event = None;
         loop {
             let n = conn.read(&mut buf).await?;
             if n == 0 {
                 return Err("connection closed".into());
             }
             let got = &buf[..n];
-            seen += data.find_iter(got).count() as u64;
+            let events = data.find_iter(got).count() as u64;
+            if events > 0 && first_event.is_none() {
+                first_event = Some(Instant::now());
+            }
+            seen += events;
             finished |= done.find(got).is_some();
             // The chunked body ends with a zero-length chunk once [DONE] has been sent.
             tail.extend_from_slice(&got[n.saturating_sub(5)..]);
@@ -45,7 +55,7 @@ async fn stream(addr: String, request: Arc<Vec<u8>>, tally: Tally) -> Result<(),
                 break;
             }
         }
-        tally.add(seen);
+        tally.add(seen, written, first_event);
     }
     Ok(())
 }

@@ -6,7 +6,9 @@
 //!     cargo build --release --example reqwest_reader
 //!     target/release/examples/reqwest_reader HOST:PORT STREAMS REQUESTS BODY_JSON
 //!
-//! Prints `{"events": E, "requests": R, "wall_s": W}`.
+//! Prints `{"events": E, "requests": R, "wall_s": W, "ttft_ns": [...]}`.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use memchr::memmem;
@@ -22,18 +24,31 @@ async fn stream(
     tally: Tally,
 ) -> Result<(), Error> {
     let data = memmem::Finder::new(b"data:");
+    // Open this stream's connection first, as the core's warm-up does (src/client/warm.rs).
+    let models = url.replace("/v1/completions", "/v1/models");
+    let opened = match client.get(&models).send().await {
+        Ok(resp) => resp.bytes().await.map(drop),
+        Err(e) => Err(e),
+    };
+    tally.connected().await;
+    opened?;
     while tally.claim() {
+        let written = Instant::now();
         let mut resp = client
             .post(&url)
             .header("content-type", "application/json")
             .body(body.clone())
             .send()
             .await?;
-        let mut seen = 0u64;
+        let (mut seen, mut first_event) = (0u64, None);
         while let Some(chunk) = resp.chunk().await? {
-            seen += data.find_iter(&chunk).count() as u64;
+            let events = data.find_iter(&chunk).count() as u64;
+            if events > 0 && first_event.is_none() {
+                first_event = Some(Instant::now());
+            }
+            seen += events;
         }
-        tally.add(seen);
+        tally.add(seen, written, first_event);
     }
     Ok(())
 }

@@ -8,9 +8,11 @@
 //! nothing that Python does is ever inside a measured interval. `histogram` summarises
 //! per-chunk latencies of streamed runs at a stated precision.
 //!
-//! The simulated engine (`sim`) shares no code with the client, so it can judge the client.
+//! The simulated engine (`sim`) shares no code with the client, so it can judge the client;
+//! both only ask the OS for room for their connections up front (`descriptors`).
 
 pub mod client;
+pub mod descriptors;
 pub mod error;
 pub mod histogram;
 pub mod recorder;

@@ -7,12 +7,16 @@ with the client's port; a port is a connection."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from sonic import _core, client
+from sonic import _core, client, sim
 from sonic.benchmark import build_run_config, warm_connections
 from sonic.compat import parse_run_args
 
@@ -84,14 +88,77 @@ def test_warm_connections_are_opened_before_t0_and_reused(logging_server):
     first_post = next(i for i, (method, _) in enumerate(seen) if method == "POST")
     before, after = seen[:first_post], seen[first_post:]
     opened = {port for method, port in before if method == "OPEN"}
-    # Four GETs, and four connections open before the first measured request. (A GET may find
-    # another's connection idle first: the pool then finishes its own connect in the
-    # background, so a connection can be opened without carrying a GET.)
+    # Four GETs, each on a connection of its own, open before the first measured request.
     assert [m for m, _ in before].count("GET") == 4, seen
+    assert len({port for method, port in before if method == "GET"}) == 4, seen
     assert len(opened) == 4, seen
     # No measured request paid for a connect: none opened after t0, all sent on warm ones.
     assert [m for m, _ in after] == ["POST"] * 4, seen
     assert {port for _, port in after} <= opened, seen
+
+
+def _established_to(port: int) -> int:
+    """This host's IPv4 connections in state ESTABLISHED whose remote port is `port`."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1 for f in map(str.split, rows) if f[3] == "01" and int(f[2].split(":")[1], 16) == port
+    )
+
+
+def test_a_wide_warm_up_opens_every_connection_before_t0():
+    # Against a quick server, GETs sent by a task each were answered before later ones were
+    # first polled, and those reused the returned connections: 400 GETs left ~200
+    # connections, and the first wave opened the rest on the clock. The run starts 2 s
+    # later (start_at), so the connections can be counted between the warm-up and t0.
+    k = 400
+    with sim.start(ttft_ms=5.0, itl_ms=1.0, output_len=2) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        counted: list[int] = []
+        timer = threading.Timer(1.2, lambda: counted.append(_established_to(port)))
+        timer.start()
+        cfg = client.RunConfig(
+            base_url=server.url,
+            endpoint="/v1/completions",
+            api="completions",
+            model="sonic-sim",
+            requests=[client.RequestSpec(prompt="x", max_tokens=2) for _ in range(k)],
+            schedule=client.ScheduleSpec(request_rate=None),
+            max_concurrency=k,
+            timeout_s=30.0,
+            warm_connections=k,
+            client_threads=1,
+            start_at_unix_ns=time.time_ns() + 2_000_000_000,
+        )
+        rec = client.run(cfg)
+        timer.join()
+    assert rec.error == [None] * k
+    # A connect or two may still be landing in the pool when counted.
+    assert counted and counted[0] >= k - 4, counted
+
+
+def test_the_run_makes_room_for_its_connections_before_t0(logging_server):
+    # Growing the descriptor table mid-run stalls the thread that opens the socket (an RCU
+    # grace period, ~20 ms here); the run grows it once before t0, to its pool's size.
+    url, _ = logging_server
+    script = (
+        "import sys; from sonic import client\n"
+        "def size():\n"
+        "    s = open('/proc/self/status').read()\n"
+        "    return int(s.split('FDSize:')[1].split()[0])\n"
+        "before = size()\n"
+        "rec = client.run(client.RunConfig(base_url=sys.argv[1], endpoint='/v1/completions',\n"
+        "    api='completions', model='m', requests=[client.RequestSpec(prompt='x',\n"
+        "    max_tokens=1)], schedule=client.ScheduleSpec(request_rate=None),\n"
+        "    max_concurrency=700, timeout_s=10.0))\n"
+        "assert rec.error == [None], rec.error\n"
+        "print(before, size())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split())
+    assert before < 700 <= after, (before, after)
 
 
 def test_no_warm_connections_by_default(logging_server):

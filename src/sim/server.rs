@@ -119,6 +119,9 @@ pub fn start(opts: &SimOptions) -> Result<Running, SimError> {
         sched: tx,
         counter: AtomicU64::new(0),
     });
+    // Room for as many connections as the accept queue holds, so that `accept` does not
+    // stall a worker to grow the descriptor table while streams are due.
+    crate::descriptors::reserve(ACCEPT_BACKLOG as usize);
     rt.spawn(accept_loop(listener, app));
     Ok(Running {
         rt: Some(rt),
