@@ -1,39 +1,35 @@
-//! Grow the process's descriptor table before the clock starts.
+//! Room for a run's connections, made before the clock starts.
 //!
-//! Linux grows a process's table of file descriptors by doubling it when a new descriptor
-//! does not fit, and in a multi-threaded process each growth waits for an RCU grace period.
-//! Measured here: a 20 ms stall inside the `socket()` call that opened a run's 256th
-//! connection, on the worker thread that every stream of the run shared, in the middle of its
-//! first wave (and the same in the sim's `accept`). Asking once for a descriptor above the
-//! number a run will use makes the table that big off the clock; a table never shrinks.
+//! - The soft limit on open files (`RLIMIT_NOFILE`) is often 1,024, below what a run of
+//!   1,000 streams needs: its connects would fail with EMFILE. It is raised to what the run
+//!   needs, up to the hard limit (SGLang's `bench_serving` and vLLM's server raise it to
+//!   65,535 the same way).
+//! - Linux grows a process's table of file descriptors by doubling it when a new descriptor
+//!   does not fit, and in a multi-threaded process each growth waits for an RCU grace period.
+//!   Measured here: a 20 ms stall inside the `socket()` call that opened a run's 256th
+//!   connection, on the worker thread that every stream of the run shared, in the middle of
+//!   its first wave (and the same in the sim's `accept`). Asking once for a descriptor above
+//!   the number a run will use makes the table that big off the clock; a table never shrinks.
 
 use std::os::fd::AsRawFd;
 
 /// The most descriptors reserved at once: 65,536 entries cost about 0.5 MB of table.
 const MAX_RESERVED: usize = 1 << 16;
 
-/// Make room for `extra` more descriptors than are open now (bounded by the soft
-/// `RLIMIT_NOFILE` and `MAX_RESERVED`). Best effort: if it cannot, growth happens when needed.
+/// Make room for `extra` more descriptors than are open now (at most `MAX_RESERVED`): raise
+/// the soft limit if it is lower (never above the hard limit), then grow the table. Best
+/// effort: what cannot be done here happens, or fails, when the descriptors are opened.
 pub fn reserve(extra: usize) {
     let Ok(probe) = std::fs::File::open("/dev/null") else {
         return;
     };
     let lowest_free = probe.as_raw_fd();
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the valid rlimit we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Ok(base) = usize::try_from(lowest_free) else {
         return;
-    }
-    let allowed = usize::try_from(limit.rlim_cur)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(1);
-    let want = (lowest_free as usize)
-        .saturating_add(extra.min(MAX_RESERVED))
-        .min(allowed);
-    let Ok(want) = libc::c_int::try_from(want) else {
+    };
+    let needed = base.saturating_add(extra.min(MAX_RESERVED));
+    let allowed = raise_soft_limit(needed.saturating_add(1));
+    let Ok(want) = libc::c_int::try_from(needed.min(allowed.saturating_sub(1))) else {
         return;
     };
     if want <= lowest_free {
@@ -45,6 +41,35 @@ pub fn reserve(extra: usize) {
     if high >= 0 {
         // SAFETY: `high` was just returned to us and nothing else knows it.
         unsafe { libc::close(high) };
+    }
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to `needed` when it is lower, up to the hard limit;
+/// the soft limit afterwards (0 if it cannot be read).
+fn raise_soft_limit(needed: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the valid rlimit we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    let soft = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+    let hard = usize::try_from(limit.rlim_max).unwrap_or(usize::MAX);
+    let target = needed.min(hard);
+    if target <= soft {
+        return soft;
+    }
+    let Ok(cur) = libc::rlim_t::try_from(target) else {
+        return soft;
+    };
+    limit.rlim_cur = cur;
+    // SAFETY: setrlimit reads the valid rlimit we pass; the soft value is within the hard.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        target
+    } else {
+        soft
     }
 }
 
