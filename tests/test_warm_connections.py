@@ -105,15 +105,23 @@ def _established_to(port: int) -> int:
 
 def test_a_wide_warm_up_opens_every_connection_before_t0():
     # Against a quick server, GETs sent by a task each were answered before later ones were
-    # first polled, and those reused the returned connections: 400 GETs left ~200
-    # connections, and the first wave opened the rest on the clock. The run starts 2 s
-    # later (start_at), so the connections can be counted between the warm-up and t0.
+    # first polled, and those reused the returned connections (512 GETs left 206
+    # connections), and the first wave opened the rest on the clock. The run starts 2.5 s
+    # later (start_at), so the connections can be counted between the warm-up and t0: the
+    # most seen until 0.3 s before t0 (a loaded host may take a while to warm up).
     k = 400
+    start_at = time.time_ns() + 2_500_000_000
     with sim.start(ttft_ms=5.0, itl_ms=1.0, output_len=2) as server:
         port = int(server.url.rsplit(":", 1)[1])
         counted: list[int] = []
-        timer = threading.Timer(1.2, lambda: counted.append(_established_to(port)))
-        timer.start()
+
+        def count() -> None:
+            while time.time_ns() < start_at - 300_000_000:
+                counted.append(_established_to(port))
+                time.sleep(0.05)
+
+        counter = threading.Thread(target=count)
+        counter.start()
         cfg = client.RunConfig(
             base_url=server.url,
             endpoint="/v1/completions",
@@ -125,13 +133,13 @@ def test_a_wide_warm_up_opens_every_connection_before_t0():
             timeout_s=30.0,
             warm_connections=k,
             client_threads=1,
-            start_at_unix_ns=time.time_ns() + 2_000_000_000,
+            start_at_unix_ns=start_at,
         )
         rec = client.run(cfg)
-        timer.join()
+        counter.join()
     assert rec.error == [None] * k
     # A connect or two may still be landing in the pool when counted.
-    assert counted and counted[0] >= k - 4, counted
+    assert counted and max(counted) >= k - 4, counted
 
 
 def test_no_warm_connections_by_default(logging_server):

@@ -37,6 +37,23 @@ pub enum Failure {
 pub const NOT_SENT_CANCELLED: &str = "not sent: run cancelled";
 pub const NOT_SENT_DEADLINE: &str = "not sent: max duration reached";
 
+/// What to do when connects fail for want of descriptors: the client raised the soft limit as
+/// far as the hard limit lets it (`descriptors::reserve`), so only the hard limit is left.
+pub const OUT_OF_DESCRIPTORS: &str =
+    " (the hard limit on open files is reached: raise it, e.g. `ulimit -Hn`, or run fewer streams)";
+
+/// The OS error number in `e`'s chain of sources, if one is an I/O error.
+fn io_errno(e: &reqwest::Error) -> Option<i32> {
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        src = s.source();
+    }
+    None
+}
+
 /// The error and its sources, without the URL (it could carry credentials).
 fn chain(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -57,7 +74,12 @@ impl Failure {
     /// Classify a reqwest error from sending the request.
     pub fn from_send(e: reqwest::Error) -> Self {
         if e.is_connect() {
-            Failure::Connect(chain(e))
+            let out_of_descriptors = io_errno(&e) == Some(libc::EMFILE);
+            let mut msg = chain(e);
+            if out_of_descriptors {
+                msg.push_str(OUT_OF_DESCRIPTORS);
+            }
+            Failure::Connect(msg)
         } else {
             Failure::Other(chain(e))
         }

@@ -20,8 +20,9 @@ const SETTLE: Duration = Duration::from_millis(20);
 /// One task polls every GET once before any of them can be answered, so each finds no idle
 /// connection and starts a connect of its own. (With a task per GET, a quick server answered
 /// the first GETs before the later ones were first polled, and those took the returned
-/// connections instead: 256 GETs left about 230 connections against the sim, 200 left 12
-/// against a small threaded server, and the first wave opened the rest on the clock.) The
+/// connections instead: 256 GETs left 192-226 connections against the sim on a core of its
+/// own, 512 left 206 against the sim in the same process, and the first wave opened the
+/// rest on the clock.) The
 /// sweep runs outside tokio's cooperative budget, which would otherwise end it after 128
 /// GETs. The answers' status does not matter (a 404 still leaves a kept-alive connection);
 /// errors are ignored: the measured requests report whatever is wrong with the server.
