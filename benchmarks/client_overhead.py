@@ -81,6 +81,7 @@ class Measured:
     ttft_err_ms: np.ndarray
     lag_ms: np.ndarray
     failed: int
+    peak_streams: int = 0
 
     @property
     def chunks_per_cpu_s(self) -> float:
@@ -99,12 +100,16 @@ def measure(cfg) -> Measured:
         if rec.error[i] is None and text.size:
             first.append(rec.chunk_ns[s.start + text[0]] - rec.sent_ns[i])
     sent = rec.sent_ns >= 0
+    starts = np.sort(rec.sent_ns[sent])
+    ends = np.sort(rec.end_ns[sent])
+    open_at_start = np.arange(1, starts.size + 1) - np.searchsorted(ends, starts, side="right")
     return Measured(
         chunks=int(kinds.size),
         cpu_s=cpu,
         ttft_err_ms=np.asarray(first, dtype=np.float64) / 1e6 - TTFT_MS,
         lag_ms=(rec.sent_ns[sent] - rec.intended_ns[sent]) / 1e6,
         failed=sum(e is not None for e in rec.error),
+        peak_streams=int(open_at_start.max()) if starts.size else 0,
     )
 
 

@@ -7,8 +7,11 @@ Run on demand (not a test; timings on a shared machine are noisy):
 
 For each thread count from 1 to N (default: the host's available cores, at least 2): SSE
 chunks per client CPU-second and the TTFT error against the engine's configured TTFT at 64,
-256 and 1,000 concurrent streams, then the dispatch lag p99 at increasing request rates and
-the highest rate whose lag p99 stays under 1 ms. The sim shares the host: on a machine with
+256 and 1,000 concurrent streams; the dispatch lag p99 at increasing request rates (one-token
+answers) and the highest rate whose lag p99 stays under 1 ms; then the same with answers
+that stay open about a second (50 tokens, 20 ms apart), so that about as many streams are
+open as requests arrive per second, and the most open streams at which the lag p99 stays
+under 1 ms. The sim shares the host: on a machine with
 few cores it competes with the client, and the table says so by its TTFT error. With
 ``--pin`` the sim's threads are pinned to the last available core and the client to the
 others (thread counts then stop at those cores), so the two no longer compete for a core.
@@ -40,6 +43,9 @@ from sonic.telemetry.names import parse_metrics
 
 STREAMS = (64, 256, 1000)
 RATES = (500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+# Arrival rates of the open-streams table: each answer is open about 1 s (TTFT + 49 x ITL).
+OPEN_RATES = (100.0, 300.0, 1000.0, 2000.0)
+OPEN_TOKENS, OPEN_ITL_MS = 50, 20.0
 LAG_BOUND_MS = 1.0
 FLOOR = Path(__file__).resolve().parents[1] / "target" / "release" / "examples" / "floor_reader"
 LATENESS = "sonic_sim:exact_first_token_lateness_seconds"
@@ -146,6 +152,22 @@ def main() -> int:
             if p99 < LAG_BOUND_MS:
                 best = rate
         best_text = "none" if best is None else f"{best:.0f} req/s"
+        print(f"{t:>7} " + " ".join(cells) + f" {best_text:>22}")
+    print()
+    print(f"{'threads':>7} " + " ".join(f"{f'{r:.0f}/s':>20}" for r in OPEN_RATES)
+          + f" {'most open, p99 < 1 ms':>22}")  # fmt: skip
+    print(f"{'':>7} " + " ".join(f"{'lag p99 (streams)':>20}" for _ in OPEN_RATES))
+    for t in threads:
+        cells, best = [], None
+        for rate in OPEN_RATES:
+            n = max(100, int(rate * 3 * scale))
+            with engine(OPEN_TOKENS, itl_ms=OPEN_ITL_MS) as url:
+                m = measure(replace(config(url, n, OPEN_TOKENS, rate, None), client_threads=t))
+            p99 = float(np.percentile(m.lag_ms, 99))
+            cells.append(f"{f'{p99:.3f} ms ({m.peak_streams})':>20}")
+            if p99 < LAG_BOUND_MS and m.failed == 0:
+                best = max(best or 0, m.peak_streams)
+        best_text = "none" if best is None else f"{best} streams"
         print(f"{t:>7} " + " ".join(cells) + f" {best_text:>22}")
     return 0
 

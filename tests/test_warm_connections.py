@@ -7,6 +7,7 @@ with the client's port; a port is a connection."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,9 @@ import pytest
 from sonic import _core, client, sim
 from sonic.benchmark import build_run_config, warm_connections
 from sonic.compat import parse_run_args
+
+# The warm-up's sweeps of GETs (src/client/warm.rs).
+SWEEPS = 2
 
 ANSWER = json.dumps(
     {
@@ -86,8 +90,8 @@ def test_warm_connections_are_opened_before_t0_and_reused(logging_server):
     first_post = next(i for i, (method, _) in enumerate(seen) if method == "POST")
     before, after = seen[:first_post], seen[first_post:]
     opened = {port for method, port in before if method == "OPEN"}
-    # Four GETs, each on a connection of its own, open before the first measured request.
-    assert [m for m, _ in before].count("GET") == 4, seen
+    # Two sweeps of four GETs, on four connections open before the first measured request.
+    assert [m for m, _ in before].count("GET") == SWEEPS * 4, seen
     assert len({port for method, port in before if method == "GET"}) == 4, seen
     assert len(opened) == 4, seen
     # No measured request paid for a connect: none opened after t0, all sent on warm ones.
@@ -96,17 +100,29 @@ def test_warm_connections_are_opened_before_t0_and_reused(logging_server):
 
 
 def _established_to(port: int) -> int:
-    """This host's IPv4 connections in state ESTABLISHED whose remote port is `port`."""
+    """This process's IPv4 connections in state ESTABLISHED whose remote port is `port`
+    (its sockets' inodes matched in /proc/net/tcp)."""
+    own = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            own.add(target[len("socket:[") : -1])
     rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
     return sum(
-        1 for f in map(str.split, rows) if f[3] == "01" and int(f[2].split(":")[1], 16) == port
+        1
+        for f in map(str.split, rows)
+        if f[3] == "01" and int(f[2].split(":")[1], 16) == port and f[9] in own
     )
 
 
 def test_a_wide_warm_up_opens_every_connection_before_t0():
     # Against a quick server, GETs sent by a task each were answered before later ones were
     # first polled, and those reused the returned connections (512 GETs left 206
-    # connections), and the first wave opened the rest on the clock. The run starts 2.5 s
+    # connections), and the first wave opened the rest on the clock; one sweep still left a
+    # few out on a loaded host (392 of 400), which the second sweep opens. The run starts 2.5 s
     # later (start_at), so the connections can be counted between the warm-up and t0: the
     # most seen until 0.3 s before t0 (a loaded host may take a while to warm up).
     k = 400
@@ -153,7 +169,7 @@ def test_warm_connections_are_capped_by_the_pool(logging_server):
     url, seen = logging_server
     rec = client.run(_config(url, 2, 2, 50))
     assert rec.error == [None, None]
-    assert [m for m, _ in seen].count("GET") == 2
+    assert [m for m, _ in seen].count("GET") == SWEEPS * 2
 
 
 def test_too_many_warm_connections_is_refused():
