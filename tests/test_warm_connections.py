@@ -154,8 +154,8 @@ def test_a_wide_warm_up_opens_every_connection_before_t0():
         rec = client.run(cfg)
         counter.join()
     assert rec.error == [None] * k
-    # A connect or two may still be landing in the pool when counted.
-    assert counted and max(counted) >= k - 4, counted
+    # Two sweeps left all 400 in eight runs on a loaded host; a task per GET left about half.
+    assert counted and max(counted) >= k - 8, counted
 
 
 def test_no_warm_connections_by_default(logging_server):
