@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -138,16 +139,10 @@ def test_a_wide_warm_up_opens_every_connection_before_t0():
 
         counter = threading.Thread(target=count)
         counter.start()
-        cfg = client.RunConfig(
-            base_url=server.url,
-            endpoint="/v1/completions",
-            api="completions",
+        cfg = replace(
+            _config(server.url, k, k, k),
             model="sonic-sim",
-            requests=[client.RequestSpec(prompt="x", max_tokens=2) for _ in range(k)],
-            schedule=client.ScheduleSpec(request_rate=None),
-            max_concurrency=k,
             timeout_s=30.0,
-            warm_connections=k,
             client_threads=1,
             start_at_unix_ns=start_at,
         )
