@@ -350,8 +350,8 @@ pub fn start_run_parts(json: &str, parts: Vec<String>) -> Result<RunHandle, RunE
         .spawn(move || {
             guarded(&state.clone(), &result, move || {
                 precise_timer_slack();
-                // Room for every connection the run may open (and the warm ones' spares).
-                crate::descriptors::reserve(pool.saturating_add(warm).saturating_add(64));
+                // Room for every connection the run may keep open, and some to spare.
+                crate::descriptors::reserve(pool.saturating_add(64));
                 if warm > 0 {
                     rt.block_on(open_connections(&client, &warm_url, warm));
                 }
