@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from sonic import client
+from sonic.metrics.aggregate import peak_overlap
 from sonic.records import CHUNK_TEXT, RunRecords
 from sonic.sim import SimProcess
 
@@ -36,11 +37,16 @@ TTFT_MS = 20.0
 ITL_MS = 2.0
 
 
+def sim_flags(output_len: int, ttft_ms: float = TTFT_MS, itl_ms: float = ITL_MS) -> list[str]:
+    """`sonic sim` in exact mode: every first token `ttft_ms` after arrival, then one every
+    `itl_ms`, `output_len` tokens."""
+    return ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--output-len", str(output_len)]
+
+
 @contextmanager
 def sim(output_len: int, ttft_ms: float = TTFT_MS, itl_ms: float = ITL_MS):
     """The engine in its own process, so its CPU time is not charged to the client."""
-    flags = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--output-len", str(output_len)]
-    with SimProcess(*flags) as server:
+    with SimProcess(*sim_flags(output_len, ttft_ms, itl_ms)) as server:
         yield server.url
 
 
@@ -100,16 +106,13 @@ def measure(cfg) -> Measured:
         if rec.error[i] is None and text.size:
             first.append(rec.chunk_ns[s.start + text[0]] - rec.sent_ns[i])
     sent = rec.sent_ns >= 0
-    starts = np.sort(rec.sent_ns[sent])
-    ends = np.sort(rec.end_ns[sent])
-    open_at_start = np.arange(1, starts.size + 1) - np.searchsorted(ends, starts, side="right")
     return Measured(
         chunks=int(kinds.size),
         cpu_s=cpu,
         ttft_err_ms=np.asarray(first, dtype=np.float64) / 1e6 - TTFT_MS,
         lag_ms=(rec.sent_ns[sent] - rec.intended_ns[sent]) / 1e6,
         failed=sum(e is not None for e in rec.error),
-        peak_streams=int(open_at_start.max()) if starts.size else 0,
+        peak_streams=peak_overlap(rec.sent_ns[sent], rec.end_ns[sent]),
     )
 
 

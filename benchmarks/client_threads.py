@@ -11,10 +11,10 @@ chunks per client CPU-second and the TTFT error against the engine's configured 
 answers) and the highest rate whose lag p99 stays under 1 ms; then the same with answers
 that stay open about a second (50 tokens, 20 ms apart), so that about as many streams are
 open as requests arrive per second, and the most open streams at which the lag p99 stays
-under 1 ms. The sim shares the host: on a machine with
-few cores it competes with the client, and the table says so by its TTFT error. With
-``--pin`` the sim's threads are pinned to the last available core and the client to the
-others (thread counts then stop at those cores), so the two no longer compete for a core.
+under 1 ms. The sim shares the host: on a machine with few cores it competes with the
+client, and the table says so by its TTFT error. With ``--pin`` the sim's threads are
+pinned to the last available core and the client to the others (thread counts then stop at
+those cores), so the two no longer compete for a core.
 
 Beside each TTFT error: the sim's own lateness (its first tokens' mean delay past arrival +
 TTFT, from its /metrics), and, when built (``cargo build --release --example
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client_overhead import ITL_MS, TTFT_MS, config, measure
+from client_overhead import ITL_MS, TTFT_MS, config, measure, sim_flags
 from sonic.sim import SimProcess
 from sonic.telemetry.names import parse_metrics
 
@@ -91,15 +91,7 @@ def main() -> int:
     def engine(output_len: int, ttft_ms: float = TTFT_MS, itl_ms: float = ITL_MS):
         """The sim in exact mode in its own process; with --pin its threads (all started by
         now) on the last core and this process on the others."""
-        flags = [
-            "--ttft-ms",
-            str(ttft_ms),
-            "--itl-ms",
-            str(itl_ms),
-            "--output-len",
-            str(output_len),
-        ]
-        with SimProcess(*flags) as server:
+        with SimProcess(*sim_flags(output_len, ttft_ms, itl_ms)) as server:
             url = server.url
             if ns.pin:
                 for tid in os.listdir(f"/proc/{server.proc.pid}/task"):

@@ -6,8 +6,11 @@ Each case runs in a child process: it changes process-wide limits."""
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
+
+import pytest
 
 from sonic.sim import SimProcess
 
@@ -59,12 +62,8 @@ def test_a_low_soft_limit_is_raised_to_what_the_run_needs():
     # 400 streams at once under a soft limit of 256: without the raise, connects (and the
     # sim's accepts: it inherits the limit) fail with EMFILE. TTFT 300 ms keeps every
     # stream open together.
-    import resource
-
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 1024:
-        import pytest
-
         pytest.skip(f"the hard limit on open files here is {hard}: too low to raise to 400")
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # the sim starts under it too
