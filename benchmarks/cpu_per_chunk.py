@@ -4,7 +4,7 @@ Run on demand (not a test; timings on a shared machine are noisy):
 
     make install && cargo build --release --example floor_reader
     .venv/bin/python benchmarks/cpu_per_chunk.py --vllm-bench PATH/TO/vllm-bench \\
-        [--loads 1:100,64:1200,256:2400]
+        [--loads 1:200,64:1200,256:2400] [--repeat 5] [--side-by-side]
 
 The engine is `sonic sim` in exact mode in its own process (TTFT 20 ms, ITL 2 ms, 48 tokens
 per request, ignore_eos), so its CPU is nobody's client's. Each load (streams:requests) is run
@@ -37,12 +37,19 @@ machine's drift reaches them alike. Printed per load, medians over the rounds: C
 (µs) of each, sonic's phases, ratios against vllm-bench (and each round's own ratio) and the
 floor, and each client's TTFT error against the sim's 20 ms (mean, p99). The chunk count is
 the floor's SSE events per request x requests (the same sim, the same answers).
+
+Rounds in turn still see the host change between one client's run and the next (on a shared
+VM, by up to a third at one stream). ``--side-by-side`` adds rounds that run sonic and
+vllm-bench at the same time on the same sim, each at the load, and prints each round's ratio:
+the drift then reaches both at once, but the two share the cores (each client's CPU per chunk
+rises by about half), so it is a second view, not a replacement.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -87,44 +94,34 @@ def floor(url: str, streams: int, requests: int, binary: Path = FLOOR) -> dict:
     return {"cpu_s": cpu, "events": doc["events"], "wall_s": doc["wall_s"]}
 
 
+def vllm_cmd(binary: str, url: str, streams: int, n: int, result_dir: str) -> list[str]:
+    """vllm-bench for ``n`` random prompts at ``streams`` concurrency, its result saved."""
+    return [
+        binary,
+        "--backend", "vllm",
+        "--base-url", url,
+        "--endpoint", "/v1/completions",
+        "--model", "sonic-sim",
+        "--tokenizer", str(TOKENIZER),
+        "--dataset-name", "random",
+        "--random-input-len", str(INPUT_LEN),
+        "--random-output-len", str(OUTPUT_LEN),
+        "--ignore-eos",
+        "--num-prompts", str(n),
+        "--max-concurrency", str(streams),
+        "--disable-tqdm",
+        "--seed", "0",
+        "--save-result",
+        "--result-dir", result_dir,
+        "--result-filename", f"r{n}.json",
+    ]  # fmt: skip
+
+
 def vllm_bench(binary: str, url: str, streams: int, requests: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
 
         def once(n: int) -> tuple[float, dict]:
-            cpu, _ = cpu_of(
-                [
-                    binary,
-                    "--backend",
-                    "vllm",
-                    "--base-url",
-                    url,
-                    "--endpoint",
-                    "/v1/completions",
-                    "--model",
-                    "sonic-sim",
-                    "--tokenizer",
-                    str(TOKENIZER),
-                    "--dataset-name",
-                    "random",
-                    "--random-input-len",
-                    str(INPUT_LEN),
-                    "--random-output-len",
-                    str(OUTPUT_LEN),
-                    "--ignore-eos",
-                    "--num-prompts",
-                    str(n),
-                    "--max-concurrency",
-                    str(streams),
-                    "--disable-tqdm",
-                    "--seed",
-                    "0",
-                    "--save-result",
-                    "--result-dir",
-                    d,
-                    "--result-filename",
-                    f"r{n}.json",
-                ]  # fmt: skip
-            )
+            cpu, _ = cpu_of(vllm_cmd(binary, url, streams, n, d))
             return cpu, json.loads((Path(d) / f"r{n}.json").read_text())
 
         small_cpu, _ = once(streams)
@@ -137,8 +134,40 @@ def vllm_bench(binary: str, url: str, streams: int, requests: int) -> dict:
     }
 
 
-def sonic_child(url: str, streams: int, requests: int, out: str) -> None:
-    """One sonic run in this process, CPU read at each phase boundary."""
+def side_by_side(binary: str, url: str, streams: int, requests: int) -> float:
+    """sonic's run ÷ vllm-bench's CPU with both running at once on the same sim (start-ups
+    subtracted by a pair of one-request-per-stream runs): whatever the machine does during
+    the run reaches the two alike, at the price of their sharing its cores."""
+
+    def pair(n: int) -> tuple[float, float]:
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "sonic.json"
+            child = [sys.executable, __file__, "--child", url, str(streams), str(n), str(out)]
+            # sonic's imports take a second: vllm-bench starts when sonic's run is about to.
+            so = subprocess.Popen(
+                [*child, "--sync"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            so.stdout.readline()
+            vb = subprocess.Popen(
+                vllm_cmd(binary, url, streams, n, d),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            so.stdin.write("go\n")
+            so.stdin.close()
+            _, status, usage = os.wait4(vb.pid, 0)
+            vb.returncode = os.waitstatus_to_exitcode(status)
+            if so.wait() != 0 or vb.returncode != 0:
+                sys.exit(f"side by side: sonic exited {so.returncode}, vllm-bench {vb.returncode}")
+            return json.loads(out.read_text())["run_s"], usage.ru_utime + usage.ru_stime
+
+    (s_big, v_big), (s_small, v_small) = pair(requests), pair(streams)
+    return (s_big - s_small) / (v_big - v_small)
+
+
+def sonic_child(url: str, streams: int, requests: int, out: str, sync: bool = False) -> None:
+    """One sonic run in this process, CPU read at each phase boundary. With ``sync`` it says
+    "ready" on stdout once imported and waits for a line on stdin before the run."""
     sys.path.insert(0, str(Path(__file__).parent))
     import numpy as np
 
@@ -151,6 +180,9 @@ def sonic_child(url: str, streams: int, requests: int, out: str) -> None:
     tokenizer = load_tokenizer(str(TOKENIZER))
     cfg = config(url, requests, OUTPUT_LEN, None, streams)
     lens = np.full(requests, INPUT_LEN)
+    if sync:
+        print("ready", flush=True)
+        sys.stdin.readline()
     marks = [time.process_time()]
     records = client.run(cfg)
     marks.append(time.process_time())
@@ -223,9 +255,18 @@ def _median(runs: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vllm-bench", help="path to the vllm-bench binary (omit: not compared)")
-    ap.add_argument("--loads", default="1:100,64:1200,256:2400", help="STREAMS:REQUESTS,...")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per client; medians printed")
+    # One stream streams a chunk every 2 ms: 200 requests (23 s a run) so that a round's
+    # ratio is not one stretch of the host's drift; 100 gave rounds from 0.74 to 1.16.
+    ap.add_argument("--loads", default="1:200,64:1200,256:2400", help="STREAMS:REQUESTS,...")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per client; medians printed")
+    ap.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="also run sonic and vllm-bench at once, --repeat pairs a load (needs --vllm-bench)",
+    )
     args = ap.parse_args()
+    if args.side_by_side and not args.vllm_bench:
+        sys.exit("--side-by-side compares with vllm-bench: give --vllm-bench PATH")
     import numpy as np
 
     if not FLOOR.is_file():
@@ -296,10 +337,22 @@ def main() -> None:
                     f"sonic run ÷ floor {hot / us(fl['cpu_s'], requests):.2f}"
                 )
             print(line, flush=True)
+            if args.side_by_side:
+                pairs = [
+                    side_by_side(args.vllm_bench, server.url, streams, requests)
+                    for _ in range(args.repeat)
+                ]
+                print(
+                    f"{streams:>4} streams side by side: sonic run ÷ vllm-bench per round "
+                    + ", ".join(f"{x:.2f}" for x in pairs)
+                    + f"; median {float(np.median(pairs)):.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        sonic_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        sync = sys.argv[6:] == ["--sync"]
+        sonic_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sync)
     else:
         main()
