@@ -390,16 +390,15 @@ def _drive(handle, progress, out, monitor, writer) -> RunRecords:
     raw = None
     stopped: str | None = None
     while raw is None:
+        watching = monitor is not None and stopped is None  # a monitor that has not fired
         try:
-            until_end(
-                _next_look(bar, writer is not None or (monitor is not None and stopped is None))
-            )
+            until_end(_next_look(bar, writer is not None or watching))
             raw = handle.wait(0.0)
             if raw is None and writer is not None:
                 _take(handle, writer)
-            if raw is None and (bar is not None or (monitor is not None and stopped is None)):
+            if raw is None and (bar is not None or watching):
                 snapshot = handle.poll()
-                if monitor is not None and stopped is None:
+                if watching:
                     stopped = monitor(snapshot)
                     if stopped is not None:
                         handle.cancel(abort_in_flight=True)
