@@ -256,7 +256,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vllm-bench", help="path to the vllm-bench binary (omit: not compared)")
     # One stream streams a chunk every 2 ms: 200 requests (23 s a run) so that a round's
-    # ratio is not one stretch of the host's drift; 100 gave rounds from 0.74 to 1.16.
+    # ratio is not one stretch of the host's drift; 100 gave rounds from 0.72 to 1.16.
     ap.add_argument("--loads", default="1:200,64:1200,256:2400", help="STREAMS:REQUESTS,...")
     ap.add_argument("--repeat", type=int, default=5, help="runs per client; medians printed")
     ap.add_argument(
