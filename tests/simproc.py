@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,13 +39,26 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def run_sonic(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python -m sonic ARGS`` as a user would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "sonic", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``python -m sonic ARGS`` as a user would run it. Past ``timeout`` it gets Ctrl-C twice
+    (abort what is in flight, save, say what failed), and the test fails with what it said."""
+    cmd = [sys.executable, "-m", "sonic", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for _ in range(2):
+                proc.send_signal(signal.SIGINT)
+                time.sleep(1.0)
+            try:
+                out, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            raise AssertionError(
+                f"sonic ran past {timeout:.0f} s and was interrupted; it said:\n"
+                f"{out[-2000:]}\n{err[-4000:]}"
+            ) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def run_suite_text(tmp: Path, name: str, text: str, timeout: float = 600):
