@@ -134,6 +134,11 @@ def vllm_bench(binary: str, url: str, streams: int, requests: int) -> dict:
     }
 
 
+def child_cmd(url: str, streams: int, n: int, out: str | Path) -> list[str]:
+    """This script as sonic's child: one run, its CPU per phase written to ``out``."""
+    return [sys.executable, __file__, "--child", url, str(streams), str(n), str(out)]
+
+
 def side_by_side(binary: str, url: str, streams: int, requests: int) -> float:
     """sonic's run ÷ vllm-bench's CPU with both running at once on the same sim (start-ups
     subtracted by a pair of one-request-per-stream runs): whatever the machine does during
@@ -142,10 +147,12 @@ def side_by_side(binary: str, url: str, streams: int, requests: int) -> float:
     def pair(n: int) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as d:
             out = Path(d) / "sonic.json"
-            child = [sys.executable, __file__, "--child", url, str(streams), str(n), str(out)]
             # sonic's imports take a second: vllm-bench starts when sonic's run is about to.
             so = subprocess.Popen(
-                [*child, "--sync"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                [*child_cmd(url, streams, n, out), "--sync"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             so.stdout.readline()
             vb = subprocess.Popen(
@@ -225,10 +232,7 @@ def sonic(url: str, streams: int, requests: int) -> dict:
 
     def once(n: int) -> dict:
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            subprocess.run(
-                [sys.executable, __file__, "--child", url, str(streams), str(n), f.name],
-                check=True,
-            )
+            subprocess.run(child_cmd(url, streams, n, f.name), check=True)
             return json.loads(Path(f.name).read_text())
 
     small, big = once(streams), once(requests)
